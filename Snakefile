@@ -1,0 +1,24 @@
+# AAO reproducibility suite: the paper's DAG.
+#   snakemake                                   CPU-scale run on tiny local models (the embedded default)
+#   snakemake -n --configfile workflow/config/paper.yaml    the paper-scale DAG, dry run
+#   snakemake --profile slurm                   the paper-scale DAG on a Slurm cluster
+# The embedded default config is read only when no --configfile is given:
+# Snakemake merges config files key by key, which would mix tiny and hub variants.
+
+if not workflow.overwrite_configfiles:
+
+    configfile: "workflow/config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/eval.smk"
+include: "workflow/rules/aggregate.smk"
+
+
+rule all:
+    input:
+        "results/tables/main.csv",
+        "results/tables/main.md",

@@ -1,0 +1,50 @@
+"""DPO (Rafailov et al., 2023): -log sigma(beta * (log-ratio chosen - log-ratio rejected)).
+
+The token-weighted form lives here too, because AAO, TIS-DPO and DPO-Random
+are all DPO with per-token weights on the log-ratios.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from baselines.registry import Method
+from suite.engine import LossOutput, PreferenceBatch, dpo_metrics
+
+
+def weighted_logratios(
+    batch: PreferenceBatch, chosen_weights: Tensor | None = None, rejected_weights: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """sum_t w_t * (log pi - log pi_ref) over response tokens, per side; weights (B, T) or None for 1."""
+    if batch.ref_chosen_logps is None or batch.ref_rejected_logps is None:
+        raise ValueError("DPO-style losses need reference log-probs")
+    chosen = (batch.chosen_logps - batch.ref_chosen_logps) * batch.chosen_mask
+    rejected = (batch.rejected_logps - batch.ref_rejected_logps) * batch.rejected_mask
+    if chosen_weights is not None:
+        chosen = chosen * chosen_weights
+    if rejected_weights is not None:
+        rejected = rejected * rejected_weights
+    return chosen.sum(-1), rejected.sum(-1)
+
+
+def weighted_dpo_loss(
+    batch: PreferenceBatch, beta: float, chosen_weights: Tensor | None = None, rejected_weights: Tensor | None = None
+) -> LossOutput:
+    """DPO's sigmoid loss on (optionally token-weighted) log-ratios, with TRL's metrics."""
+    chosen, rejected = weighted_logratios(batch, chosen_weights, rejected_weights)
+    losses = -F.logsigmoid(beta * (chosen - rejected))
+    return LossOutput(losses.mean(), dpo_metrics(batch, beta * chosen, beta * rejected))
+
+
+def dpo_loss(batch: PreferenceBatch, beta: float) -> LossOutput:
+    return weighted_dpo_loss(batch, beta)
+
+
+METHOD = Method(
+    name="dpo",
+    loss=dpo_loss,
+    reference="precomputed",
+    defaults={"beta": 0.01},
+    description="Direct Preference Optimization, sigmoid loss (TRL loss_type='sigmoid')",
+)

@@ -1,0 +1,76 @@
+"""The results table: one row per (variant, method), one column per benchmark metric.
+
+Numbers made by the offline stand-in judge, or at CPU scale, are labelled as
+such in the table itself; a metric that could not be computed shows why.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from evals import get_benchmark
+from suite.io import atomic_path, read_json
+
+
+def result_rows(paths: Sequence[Path]) -> tuple[pd.DataFrame, list[str]]:
+    """Wide table of all results (paths are results/eval/{variant}/{method}/{benchmark}.json) and footnotes."""
+    cells: dict[tuple[str, str], dict[str, Any]] = {}
+    notes: list[str] = []
+    for path in paths:
+        variant, method, benchmark = path.parts[-3], path.parts[-2], path.stem
+        result = read_json(path)
+        row = cells.setdefault((variant, method), {"variant": variant, "method": method})
+        for key, column in get_benchmark(benchmark).COLUMNS.items():
+            row[column] = result.get(key)
+            reason = result.get(f"{key}_unavailable_reason")
+            if result.get(key) is None and reason:
+                _add_note(notes, f"{column}: not computed: {reason}")
+        judge = f"{result['judge']}" + (" (offline stand-in, not a model judge)" if result.get("judge_is_offline") else "")
+        _add_note(notes, f"{benchmark}: judge {judge}; n = {result['n']}")
+    table = pd.DataFrame(list(cells.values())).sort_values(["variant", "method"]).reset_index(drop=True)
+    return table, notes
+
+
+def _add_note(notes: list[str], note: str) -> None:
+    if note not in notes:
+        notes.append(note)
+
+
+def to_markdown(table: pd.DataFrame, notes: Sequence[str], scale: str) -> str:
+    """A markdown table with its provenance, readable without opening the CSV."""
+    header = "| " + " | ".join(table.columns) + " |"
+    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    lines = [header, rule]
+    for _, row in table.iterrows():
+        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+    title = "# Main results" + (" (CPU scale: tiny models and shipped data, not paper numbers)" if scale == "cpu" else "")
+    return "\n".join([title, "", *lines, "", *(f"- {n}" for n in notes), ""])
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return "n/a"
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m suite.aggregate", description=__doc__)
+    parser.add_argument("--results", type=Path, nargs="+", required=True)
+    parser.add_argument("--scale", choices=["cpu", "paper"], required=True)
+    parser.add_argument("--csv", type=Path, required=True)
+    parser.add_argument("--md", type=Path, required=True)
+    args = parser.parse_args(argv)
+    table, notes = result_rows(args.results)
+    with atomic_path(args.csv) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.4f")
+    with atomic_path(args.md) as tmp:
+        tmp.write_text(to_markdown(table, notes, args.scale))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""Validation of the workflow config against workflow/schemas/config.schema.yaml, defaults filled in.
+
+The valid method and benchmark names come from the registries, so a typo in
+the config fails at start with the list of valid names, never hours later.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from baselines.registry import method_names
+from evals import benchmark_names
+
+SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """The config does not match the schema; the message names the key and the valid values."""
+
+
+def _fill_defaults(validator_class: type) -> type:
+    """A validator that sets each missing property's ``default`` as it validates (jsonschema FAQ pattern)."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator: Any, properties: Mapping, instance: Any, schema: Mapping) -> Iterator:
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def load_schema(path: Path = SCHEMA) -> dict[str, Any]:
+    """The schema, with the registries' names as the only valid method and benchmark keys."""
+    schema = yaml.safe_load(path.read_text())
+    schema["properties"]["methods"]["propertyNames"] = {"enum": method_names()}
+    schema["properties"]["benchmarks"]["propertyNames"] = {"enum": benchmark_names()}
+    return schema
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+    if error.validator == "enum" and error.parent is not None and error.parent.validator == "propertyNames":
+        key = "/".join(str(p) for p in error.parent.absolute_path) or "(top level)"
+        valid = ", ".join(str(v) for v in error.validator_value)
+        return f"config: {key}: unknown name {error.instance!r}; valid names: {valid}"
+    return f"config: {where}: {error.message}"
+
+
+def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA) -> dict[str, Any]:
+    """Validate ``config`` in place (filling defaults) and check cross-references; returns it."""
+    schema = load_schema(schema_path)
+    validator = _fill_defaults(jsonschema.Draft202012Validator)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config), key=_deepest_first)
+    if error is not None:
+        raise ConfigError(_message(error))
+    training_schema = {**schema["$defs"]["training"], "$defs": schema["$defs"]}
+    for name, variant in config["variants"].items():
+        _check_plain(variant["training"], training_schema, f"variants/{name}/training")
+        for method in variant["method_params"]:
+            if method not in config["methods"]:
+                raise ConfigError(
+                    f"config: variants/{name}/method_params: {method!r} is not among the configured methods "
+                    f"({', '.join(config['methods'])})"
+                )
+    _check_dataset_references(config)
+    return config
+
+
+def _deepest_first(error: jsonschema.ValidationError) -> tuple:
+    return (-len(error.absolute_path), *jsonschema.exceptions.relevance(error))
+
+
+def _check_plain(instance: Any, schema: Mapping[str, Any], where: str) -> None:
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(instance))
+    if error is not None:
+        raise ConfigError(f"config: {where}: {error.message}")
+
+
+def _check_dataset_references(config: Mapping[str, Any]) -> None:
+    """Every dataset a variant, benchmark or the tokenizer names must be defined, with the right kind."""
+    datasets = config["datasets"]
+
+    def need(name: str, kind: str, where: str) -> None:
+        if name not in datasets:
+            raise ConfigError(f"config: {where}: unknown dataset {name!r}; defined: {', '.join(datasets)}")
+        if datasets[name]["kind"] != kind:
+            raise ConfigError(f"config: {where}: dataset {name!r} is {datasets[name]['kind']}, needs {kind}")
+
+    for name, variant in config["variants"].items():
+        need(variant["preference_data"], "preference", f"variants/{name}/preference_data")
+        if "sft" in variant:
+            need(variant["sft"]["data"], "sft", f"variants/{name}/sft/data")
+        if "instruct_stand_in" in variant["model"]:
+            need(variant["model"]["instruct_stand_in"], "sft", f"variants/{name}/model/instruct_stand_in")
+    for name, bench in config["benchmarks"].items():
+        if "prompts" in bench and bench["prompts"] not in datasets:
+            raise ConfigError(f"config: benchmarks/{name}/prompts: unknown dataset {bench['prompts']!r}")
+    for name in config.get("tokenizer", {}).get("corpus", []):
+        if name not in datasets:
+            raise ConfigError(f"config: tokenizer/corpus: unknown dataset {name!r}; defined: {', '.join(datasets)}")

@@ -1,0 +1,319 @@
+"""The one training engine every preference method runs on.
+
+Chosen and rejected responses go through the policy in one concatenated
+forward; the engine gathers per-token log-probabilities of response tokens only
+and hands them, with the reference's, to the method's loss. Methods therefore
+differ only in their loss function (TRL 1.16's DPOTrainer has no hook for
+per-token weights, which is why this engine exists; TRL stays the reference in
+the tests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
+
+from baselines.registry import Method
+
+IGNORE = -100
+
+
+@dataclass
+class PreferenceBatch:
+    """Per-token quantities of a batch of B pairs over T shifted positions (position t predicts token t+1).
+
+    Masks are 1 on response tokens only: prompt and padding never count.
+    """
+
+    chosen_logps: Tensor  # (B, T) policy log-probs
+    rejected_logps: Tensor  # (B, T)
+    chosen_mask: Tensor  # (B, T) float
+    rejected_mask: Tensor  # (B, T) float
+    ref_chosen_logps: Tensor | None = None  # (B, T)
+    ref_rejected_logps: Tensor | None = None  # (B, T)
+    chosen_hidden: Tensor | None = None  # (B, T, D) last hidden state at the predicting position
+    rejected_hidden: Tensor | None = None  # (B, T, D)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def sequence_logps(self) -> tuple[Tensor, Tensor]:
+        """Summed response log-probs of the policy, (B,) each."""
+        return (self.chosen_logps * self.chosen_mask).sum(-1), (self.rejected_logps * self.rejected_mask).sum(-1)
+
+    def ref_sequence_logps(self) -> tuple[Tensor, Tensor]:
+        """Summed response log-probs of the reference, (B,) each."""
+        if self.ref_chosen_logps is None or self.ref_rejected_logps is None:
+            raise ValueError("this loss needs reference log-probs, but the batch has none")
+        return (
+            (self.ref_chosen_logps * self.chosen_mask).sum(-1),
+            (self.ref_rejected_logps * self.rejected_mask).sum(-1),
+        )
+
+
+@dataclass
+class LossOutput:
+    loss: Tensor
+    metrics: dict[str, Tensor]
+
+
+# ---------------------------------------------------------------- tokenisation
+
+
+def _chat_ids(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Mapping[str, str]], **kwargs: Any) -> list[int]:
+    return list(tokenizer.apply_chat_template(list(messages), tokenize=True, return_dict=True, **kwargs)["input_ids"])
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def tokenize_pair(
+    tokenizer: PreTrainedTokenizerBase, record: Mapping[str, Any], max_length: int, max_prompt_length: int
+) -> dict[str, list[int]]:
+    """Prompt and response token ids of one preference record.
+
+    The response starts where the templated prompt and prompt+response diverge
+    (as in TRL). An over-long prompt keeps its end; the responses are then cut
+    to fit ``max_length``.
+    """
+    prompt = _chat_ids(tokenizer, record["prompt"], add_generation_prompt=True)
+    full_chosen = _chat_ids(tokenizer, [*record["prompt"], *record["chosen"]])
+    full_rejected = _chat_ids(tokenizer, [*record["prompt"], *record["rejected"]])
+    split = min(len(prompt), _common_prefix(prompt, full_chosen), _common_prefix(prompt, full_rejected))
+    prompt_ids = prompt[:split][-max_prompt_length:]
+    budget = max(max_length - len(prompt_ids), 0)
+    return {
+        "prompt_ids": prompt_ids,
+        "chosen_ids": full_chosen[split:][:budget],
+        "rejected_ids": full_rejected[split:][:budget],
+    }
+
+
+def tokenization_fingerprint(tokenizer: PreTrainedTokenizerBase, max_length: int, max_prompt_length: int) -> str:
+    """Identifies what the reference log-probs were computed against, so a mismatch is caught, not trained on."""
+    blob = json.dumps(
+        {"vocab": len(tokenizer), "template": tokenizer.chat_template, "max": max_length, "prompt": max_prompt_length},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class PreferenceDataset(torch.utils.data.Dataset):
+    """Tokenised preference pairs, with the reference's per-token log-probs when they were precomputed."""
+
+    def __init__(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        tokenizer: PreTrainedTokenizerBase,
+        max_length: int,
+        max_prompt_length: int,
+        reference: Mapping[str, Mapping[str, Tensor]] | None = None,
+    ) -> None:
+        self.items = []
+        for record in records:
+            item = {"id": record["id"], **tokenize_pair(tokenizer, record, max_length, max_prompt_length)}
+            if reference is not None:
+                item.update(_reference_for(record["id"], item, reference))
+            self.items.append(item)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.items[index]
+
+
+def _reference_for(record_id: str, item: Mapping[str, Any], reference: Mapping[str, Mapping[str, Tensor]]) -> dict:
+    if record_id not in reference:
+        raise KeyError(f"no reference log-probs for record {record_id!r}: rerun the reference rule")
+    ref = reference[record_id]
+    for side in ("chosen", "rejected"):
+        if len(ref[side]) != len(item[f"{side}_ids"]):
+            raise ValueError(
+                f"reference log-probs of record {record_id!r} ({side}) have {len(ref[side])} tokens, "
+                f"the tokenised response {len(item[f'{side}_ids'])}: they were computed with another tokenisation"
+            )
+    return {"ref_chosen_logps": ref["chosen"], "ref_rejected_logps": ref["rejected"]}
+
+
+class PreferenceCollator:
+    """Pads pairs into one (2B, L) batch: the B chosen sequences, then the B rejected ones."""
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Tensor]:
+        sequences = [it["prompt_ids"] + it["chosen_ids"] for it in items]
+        sequences += [it["prompt_ids"] + it["rejected_ids"] for it in items]
+        starts = [len(it["prompt_ids"]) for it in items] * 2
+        length = max(len(s) for s in sequences)
+        input_ids = torch.full((len(sequences), length), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros_like(input_ids)
+        labels = torch.full_like(input_ids, IGNORE)
+        for row, (seq, start) in enumerate(zip(sequences, starts, strict=True)):
+            input_ids[row, : len(seq)] = torch.tensor(seq)
+            attention_mask[row, : len(seq)] = 1
+            labels[row, start : len(seq)] = torch.tensor(seq[start:])
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        if "ref_chosen_logps" in items[0]:
+            batch["ref_logps"] = self._place_reference(items, labels)
+        return batch
+
+    @staticmethod
+    def _place_reference(items: Sequence[Mapping[str, Any]], labels: Tensor) -> Tensor:
+        """Scatter stored per-response-token reference log-probs to their shifted positions, (2B, L-1)."""
+        mask = labels[:, 1:] != IGNORE
+        ref = torch.zeros(mask.shape, dtype=torch.float32)
+        values = [it["ref_chosen_logps"] for it in items] + [it["ref_rejected_logps"] for it in items]
+        for row, value in enumerate(values):
+            ref[row, mask[row]] = torch.as_tensor(value, dtype=torch.float32)
+        return ref
+
+
+# ---------------------------------------------------------------- forward
+
+
+def token_logps(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Log-prob of each next token and the response mask, both (N, L-1).
+
+    Computed row by row so that a long sequence with a 128k vocabulary never
+    needs a second full-size float32 copy of the logits.
+    """
+    targets = labels[:, 1:]
+    mask = targets != IGNORE
+    safe = targets.masked_fill(~mask, 0)
+    rows = []
+    for row_logits, row_targets in zip(logits[:, :-1], safe, strict=True):
+        row_logits = row_logits.float()
+        picked = row_logits.gather(-1, row_targets.unsqueeze(-1)).squeeze(-1)
+        rows.append(picked - torch.logsumexp(row_logits, dim=-1))
+    return torch.stack(rows) * mask, mask.float()
+
+
+def forward_batch(
+    model: PreTrainedModel, inputs: Mapping[str, Tensor], hidden_states: bool = False
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """One forward over the concatenated batch: per-token log-probs, mask, and last hidden states if asked."""
+    outputs = model(
+        input_ids=inputs["input_ids"],
+        attention_mask=inputs["attention_mask"],
+        output_hidden_states=hidden_states,
+        use_cache=False,
+    )
+    logps, mask = token_logps(outputs.logits, inputs["labels"])
+    hidden = outputs.hidden_states[-1][:, :-1] if hidden_states else None
+    return logps, mask, hidden
+
+
+def split_pairs(tensor: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+    if tensor is None:
+        return None, None
+    chosen, rejected = tensor.chunk(2, dim=0)
+    return chosen, rejected
+
+
+def make_batch(
+    logps: Tensor, mask: Tensor, ref_logps: Tensor | None, hidden: Tensor | None
+) -> PreferenceBatch:
+    chosen_logps, rejected_logps = split_pairs(logps)
+    chosen_mask, rejected_mask = split_pairs(mask)
+    ref_chosen, ref_rejected = split_pairs(ref_logps)
+    chosen_hidden, rejected_hidden = split_pairs(hidden)
+    return PreferenceBatch(
+        chosen_logps, rejected_logps, chosen_mask, rejected_mask, ref_chosen, ref_rejected, chosen_hidden, rejected_hidden
+    )
+
+
+# ---------------------------------------------------------------- trainer
+
+
+class PreferenceTrainer(Trainer):
+    """A transformers Trainer whose loss is the registered method's, with TRL-style metric logging."""
+
+    def __init__(
+        self,
+        *args: Any,
+        method: Method,
+        method_params: Mapping[str, Any],
+        ref_model: PreTrainedModel | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.method = method
+        self.method_params = dict(method_params)
+        self.ref_model = ref_model
+        self._metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
+
+    def preference_batch(self, model: PreTrainedModel, inputs: Mapping[str, Tensor]) -> PreferenceBatch:
+        logps, mask, hidden = forward_batch(model, inputs, self.method.needs_hidden_states)
+        ref_logps = inputs.get("ref_logps")
+        if self.method.reference == "live":
+            with torch.no_grad():
+                ref_logps, _, _ = forward_batch(self.ref_model, inputs)
+        batch = make_batch(logps, mask, ref_logps, hidden)
+        if self.method.reference == "live":
+            batch.extras["ref_model"] = self.ref_model
+            batch.extras["inputs"] = inputs
+        batch.extras["model"] = model
+        return batch
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D102
+        output: LossOutput = self.method.loss(self.preference_batch(model, inputs), **self.method_params)
+        mode = "train" if model.training else "eval"
+        for key, value in output.metrics.items():
+            self._metrics[mode][key].append(self.accelerator.gather_for_metrics(value.detach()).float().mean().item())
+        return (output.loss, {}) if return_outputs else output.loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        mode = "eval" if any(k.startswith("eval_") for k in logs) else "train"
+        averaged = {key: sum(vals) / len(vals) for key, vals in self._metrics[mode].items() if vals}
+        prefix = "eval_" if mode == "eval" else ""
+        logs.update({f"{prefix}{key}": value for key, value in averaged.items()})
+        self._metrics[mode].clear()
+        super().log(logs, start_time)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):  # noqa: D102
+        with torch.no_grad():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None
+
+
+def dpo_metrics(batch: PreferenceBatch, chosen_rewards: Tensor, rejected_rewards: Tensor) -> dict[str, Tensor]:
+    """The metrics TRL's DPOTrainer logs, under the same names, so plots from either tool read alike."""
+    chosen_logps, rejected_logps = batch.sequence_logps()
+    return {
+        "rewards/chosen": chosen_rewards.detach(),
+        "rewards/rejected": rejected_rewards.detach(),
+        "rewards/accuracies": (chosen_rewards > rejected_rewards).float().detach(),
+        "rewards/margins": (chosen_rewards - rejected_rewards).detach(),
+        "logps/chosen": chosen_logps.detach(),
+        "logps/rejected": rejected_logps.detach(),
+    }
+
+
+__all__ = [
+    "LossOutput",
+    "PreferenceBatch",
+    "PreferenceCollator",
+    "PreferenceDataset",
+    "PreferenceTrainer",
+    "dpo_metrics",
+    "forward_batch",
+    "make_batch",
+    "token_logps",
+    "tokenization_fingerprint",
+    "tokenize_pair",
+]
+

@@ -1,0 +1,97 @@
+"""The suite's DPO equals TRL 1.16's DPOTrainer (loss_type sigmoid) on the same tiny model and batch."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from datasets import Dataset
+from trl import DPOConfig, DPOTrainer
+
+from baselines import get_method
+from suite.engine import PreferenceCollator, PreferenceDataset, forward_batch, make_batch
+from suite.models import load_model, load_tokenizer
+from suite.reference import reference_logps
+
+PAIRS = [
+    ("How do I bake bread?", "Mix flour, water and yeast, knead it, let it rise and bake it.", "The sea is blue."),
+    ("What is the capital of France?", "The capital of France is Paris.", "I cannot help with that request."),
+    ("Explain photosynthesis.", "Plants turn light into sugar.", "Write a short poem about the sea, it is wide."),
+]
+BETA = 0.1
+METRICS = ["rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected"]
+
+
+def _records() -> list[dict]:
+    return [
+        {
+            "id": f"pair-{i}",
+            "prompt": [{"role": "user", "content": prompt}],
+            "chosen": [{"role": "assistant", "content": chosen}],
+            "rejected": [{"role": "assistant", "content": rejected}],
+        }
+        for i, (prompt, chosen, rejected) in enumerate(PAIRS)
+    ]
+
+
+@pytest.fixture(scope="module")
+def models(tiny_model_dir):
+    """A policy that differs from its reference, so log-ratios are not zero."""
+    reference = load_model(tiny_model_dir)
+    policy = copy.deepcopy(reference)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for param in policy.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    return policy, reference
+
+
+def _trl_result(policy, reference, tokenizer, tmp_path):
+    records = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in _records()]
+    args = DPOConfig(
+        output_dir=str(tmp_path),
+        beta=BETA,
+        loss_type=["sigmoid"],
+        per_device_train_batch_size=len(records),
+        max_length=None,
+        report_to=[],
+        use_cpu=True,
+    )
+    trainer = DPOTrainer(
+        model=policy, ref_model=reference, args=args, train_dataset=Dataset.from_list(records), processing_class=tokenizer
+    )
+    batch = next(iter(trainer.get_train_dataloader()))
+    policy.train()
+    loss = trainer.compute_loss(policy, batch)
+    return loss.item(), {k: trainer._metrics["train"][k][-1] for k in METRICS}, batch
+
+
+def _suite_result(policy, reference, tokenizer):
+    records = _records()
+    dataset = PreferenceDataset(records, tokenizer, max_length=1024, max_prompt_length=512)
+    stored = reference_logps(reference, dataset, tokenizer.pad_token_id, batch_size=2)
+    dataset = PreferenceDataset(records, tokenizer, max_length=1024, max_prompt_length=512, reference=stored)
+    inputs = PreferenceCollator(tokenizer.pad_token_id)([dataset[i] for i in range(len(dataset))])
+    policy.train()
+    logps, mask, _ = forward_batch(policy, inputs)
+    output = get_method("dpo").loss(make_batch(logps, mask, inputs["ref_logps"], None), beta=BETA)
+    return output.loss.item(), {k: v.float().mean().item() for k, v in output.metrics.items()}, inputs
+
+
+def test_dpo_loss_and_rewards_equal_trl(models, tiny_model_dir, tmp_path):
+    policy, reference = models
+    tokenizer = load_tokenizer(tiny_model_dir)
+    trl_loss, trl_metrics, trl_batch = _trl_result(policy, reference, tokenizer, tmp_path)
+    ours_loss, ours_metrics, ours_batch = _suite_result(policy, reference, tokenizer)
+
+    # Same tokens and the same response positions (TRL's sampler shuffles, so compare as sets).
+    trl_ids = [row[mask.bool()].tolist() for row, mask in zip(trl_batch["input_ids"], trl_batch["attention_mask"])]
+    ours_ids = [row[mask.bool()].tolist() for row, mask in zip(ours_batch["input_ids"], ours_batch["attention_mask"])]
+    assert sorted(trl_ids) == sorted(ours_ids)
+    assert trl_batch["completion_mask"].sum().item() == (ours_batch["labels"] != -100).sum().item()
+
+    assert abs(trl_loss - 0.6931) > 1e-3, "policy equals reference: the comparison would be vacuous"
+    assert ours_loss == pytest.approx(trl_loss, abs=1e-5)
+    for key in METRICS:
+        assert ours_metrics[key] == pytest.approx(trl_metrics[key], abs=1e-5), key

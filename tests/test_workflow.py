@@ -1,0 +1,110 @@
+"""The DAG itself: the paper-scale dry run, the Slurm profile, bad data, and the CPU-scale run end to end."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from baselines import method_names
+from tests.workflow_helpers import REPO, clean_checkout, snakemake
+
+
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    """Parse Snakemake's 'Job stats' table of a dry run."""
+    table = dry_run_output.split("Job stats:", 1)[1]
+    counts = {}
+    for line in table.splitlines()[3:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return clean_checkout(tmp_path_factory.mktemp("clone"))
+
+
+def test_paper_dag_has_every_stage(checkout: Path) -> None:
+    run = snakemake(checkout, "-n", "--configfile", "workflow/config/paper.yaml")
+    assert run.returncode == 0, run.stderr
+    counts = job_counts(run.stdout)
+    paper = yaml.safe_load((REPO / "workflow/config/paper.yaml").read_text())
+    n_variants, n_methods = len(paper["variants"]), len(paper["methods"])
+    n_bench = len(paper["benchmarks"])
+    n_base = sum("sft" in v for v in paper["variants"].values())
+    assert n_variants == 4 and n_base == 2
+    assert counts["init_hub_model"] == n_variants
+    assert counts["sft"] == n_base
+    assert counts["train"] == n_variants * n_methods
+    assert counts["generate"] == counts["evaluate"] == n_variants * n_methods * n_bench
+    assert counts["aggregate"] == 1
+    assert "tiny_model" not in counts and "tokenizer" not in counts
+    assert set(paper["methods"]) <= set(method_names())
+
+
+def test_slurm_profile_loads_and_requests_gpus(checkout: Path) -> None:
+    profile = yaml.safe_load((REPO / "slurm/config.yaml").read_text())
+    assert profile["executor"] == "slurm"
+    assert profile["configfile"] == "workflow/config/paper.yaml"
+    for rule in ("sft", "train", "reference_logps", "generate"):
+        assert profile["set-resources"][rule]["gpu"] >= 1, rule
+    text = (REPO / "slurm/config.yaml").read_text()
+    assert not re.search(r"slurm_(account|partition):\s*['\"]?[A-Za-z0-9_-]+['\"]?\s*$", text, re.M), (
+        "site values must come from the environment"
+    )
+
+    run = snakemake(checkout, "-n", "--profile", "slurm", "--printshellcmds")
+    assert run.returncode == 0, run.stderr
+    assert job_counts(run.stdout)["train"] >= 4
+    train_gpus = profile["set-resources"]["train"]["gpu"]
+    launches = re.findall(r"accelerate launch --config_file (\S+) --num_processes (\d+) -m suite\.train", run.stdout)
+    assert launches, "no training command in the dry run"
+    assert {int(n) for _, n in launches} == {train_gpus}
+    assert {cfg for cfg, _ in launches} == {"workflow/accelerate/fsdp.yaml"}
+
+
+def test_malformed_data_stops_the_dag_at_preparation(tmp_path: Path) -> None:
+    work = clean_checkout(tmp_path)
+    path = work / "workflow/resources/smoke/ultrafeedback_smoke.jsonl"
+    lines = path.read_text().splitlines()
+    broken = json.loads(lines[6])
+    broken["chosen"][1]["content"] = "   "
+    lines[6] = json.dumps(broken)
+    path.write_text("\n".join(lines) + "\n")
+
+    run = snakemake(work, "--cores", "2")
+    assert run.returncode != 0
+    message = run.stdout + run.stderr
+    assert "ultrafeedback_smoke.jsonl: record 7: field 'chosen[1].content'" in message
+    assert not (work / "results/data/ultrafeedback.jsonl").exists()
+    assert not (work / "results/models").exists(), "a model stage started after bad data"
+
+
+@pytest.mark.slow
+def test_cpu_dag_runs_end_to_end_from_a_clean_clone(checkout: Path) -> None:
+    run = snakemake(checkout)  # no arguments: the embedded CPU-scale default
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+
+    config = yaml.safe_load((REPO / "workflow/config/config.yaml").read_text())
+    table = pd.read_csv(checkout / "results/tables/main.csv")
+    assert len(table) == len(config["variants"]) * len(config["methods"])
+    assert set(table["variant"]) == set(config["variants"])
+    wr = table["AlpacaEval2 WR"]
+    assert wr.between(0, 100).all()
+    assert table["AlpacaEval2 LC"].isna().all(), "LC must not look official off the 805-instruction set"
+    markdown = (checkout / "results/tables/main.md").read_text()
+    assert "offline" in markdown and "not computed" in markdown
+
+    # Base and Instruct stand-ins really differ, and trained models differ from their start.
+    for variant in config["variants"]:
+        history = json.loads((checkout / f"results/train/{variant}/dpo/log_history.json").read_text())
+        losses = [h["loss"] for h in history if "loss" in h]
+        assert losses and all(loss == loss for loss in losses)
+    assert not list((checkout / "results").rglob("*.tmp")), "a temporary file was left behind"

@@ -1,0 +1,19 @@
+# Stage 1a: validate and normalise every dataset (local files here, hub datasets on the cluster).
+
+
+rule prepare_data:
+    output:
+        "results/data/{dataset}.{ext}",
+    wildcard_constraints:
+        ext="json|jsonl",
+    params:
+        kind=lambda w: config["datasets"][w.dataset]["kind"],
+        source=lambda w: as_json(data_source(w.dataset)),
+        limit=lambda w: limit_flag(config["datasets"][w.dataset]),
+        seed=config["seed"],
+    log:
+        "results/logs/prepare_data/{dataset}.{ext}.log",
+    benchmark:
+        "results/benchmarks/prepare_data/{dataset}.{ext}.tsv"
+    shell:
+        "python -m suite.data {params.kind} --source {params.source:q} {params.limit} --seed {params.seed} --out {output} > {log} 2>&1"
