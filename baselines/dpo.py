@@ -29,7 +29,10 @@ def weighted_logratios(
 
 
 def weighted_dpo_loss(
-    batch: PreferenceBatch, beta: float, chosen_weights: Tensor | None = None, rejected_weights: Tensor | None = None
+    batch: PreferenceBatch,
+    beta: float,
+    chosen_weights: Tensor | None = None,
+    rejected_weights: Tensor | None = None,
 ) -> LossOutput:
     """DPO's sigmoid loss on (optionally token-weighted) log-ratios, with TRL's metrics."""
     chosen, rejected = weighted_logratios(batch, chosen_weights, rejected_weights)

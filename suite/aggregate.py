@@ -1,5 +1,7 @@
 """The results table: one row per (variant, method), one column per benchmark metric.
 
+Each metric comes with its standard error (a column of its own in the CSV,
+"value ± SE" in the markdown).
 Numbers made by the offline stand-in judge, or at CPU scale, are labelled as
 such in the table itself; a metric that could not be computed shows why.
 """
@@ -25,12 +27,16 @@ def result_rows(paths: Sequence[Path]) -> tuple[pd.DataFrame, list[str]]:
         variant, method, benchmark = path.parts[-3], path.parts[-2], path.stem
         result = read_json(path)
         row = cells.setdefault((variant, method), {"variant": variant, "method": method})
-        for key, column in get_benchmark(benchmark).COLUMNS.items():
+        module = get_benchmark(benchmark)
+        for key, column in module.COLUMNS.items():
             row[column] = result.get(key)
+            row[f"{column} SE"] = result.get(module.ERRORS[key])
             reason = result.get(f"{key}_unavailable_reason")
             if result.get(key) is None and reason:
                 _add_note(notes, f"{column}: not computed: {reason}")
-        judge = f"{result['judge']}" + (" (offline stand-in, not a model judge)" if result.get("judge_is_offline") else "")
+        judge = f"{result['judge']}" + (
+            " (offline stand-in, not a model judge)" if result.get("judge_is_offline") else ""
+        )
         _add_note(notes, f"{benchmark}: judge {judge}; n = {result['n']}")
     table = pd.DataFrame(list(cells.values())).sort_values(["variant", "method"]).reset_index(drop=True)
     return table, notes
@@ -43,19 +49,28 @@ def _add_note(notes: list[str], note: str) -> None:
 
 def to_markdown(table: pd.DataFrame, notes: Sequence[str], scale: str) -> str:
     """A markdown table with its provenance, readable without opening the CSV."""
-    header = "| " + " | ".join(table.columns) + " |"
-    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    columns = [c for c in table.columns if not c.endswith(" SE")]
+    header = "| " + " | ".join(columns) + " |"
+    rule = "|" + "|".join("---" for _ in columns) + "|"
     lines = [header, rule]
     for _, row in table.iterrows():
-        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
-    title = "# Main results" + (" (CPU scale: tiny models and shipped data, not paper numbers)" if scale == "cpu" else "")
+        lines.append("| " + " | ".join(_cell(row[c], row.get(f"{c} SE")) for c in columns) + " |")
+    title = "# Main results" + (
+        " (CPU scale: tiny models and shipped data, not paper numbers)" if scale == "cpu" else ""
+    )
     return "\n".join([title, "", *lines, "", *(f"- {n}" for n in notes), ""])
 
 
-def _cell(value: Any) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and pd.isna(value))
+
+
+def _cell(value: Any, error: Any = None) -> str:
+    if _missing(value):
         return "n/a"
-    return f"{value:.2f}" if isinstance(value, float) else str(value)
+    if not isinstance(value, float):
+        return str(value)
+    return f"{value:.2f}" if _missing(error) else f"{value:.2f} ± {error:.2f}"
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -88,9 +88,7 @@ def check_source(source: Any, kind: str | None = None) -> str:
     if fmt not in FORMATS:
         raise DataError(f"source: 'format' must be one of {list(FORMATS)}, got {fmt!r}")
     if kind is not None and fmt not in KIND_FORMATS[kind]:
-        raise DataError(
-            f"source: format {fmt!r} cannot produce {kind} data (use one of {list(KIND_FORMATS[kind])})"
-        )
+        raise DataError(f"source: format {fmt!r} cannot produce {kind} data (use one of {list(KIND_FORMATS[kind])})")
     if ("path" in source) == ("hub" in source):
         raise DataError("source: give exactly one of 'path' or 'hub'")
     if "path" in source and not isinstance(source["path"], str | Path):
@@ -99,9 +97,7 @@ def check_source(source: Any, kind: str | None = None) -> str:
         _check_hub(source["hub"], fmt)
     name = source.get("name", fmt)
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-        raise DataError(
-            f"source: 'name' must match {NAME_PATTERN.pattern} (it prefixes record ids), got {name!r}"
-        )
+        raise DataError(f"source: 'name' must match {NAME_PATTERN.pattern} (it prefixes record ids), got {name!r}")
     if source.get("sample", "first") not in ("first", "random"):
         raise DataError(f"source: 'sample' must be 'first' or 'random', got {source['sample']!r}")
     return fmt
@@ -193,9 +189,7 @@ def _read_json_list(path: Path, origin: str, limit: int | None) -> list[dict]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise DataError(
-            f"{origin}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-        ) from None
+        raise DataError(f"{origin}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     if not isinstance(data, list):
         raise DataError(f"{origin}: expected a JSON list of objects, got {_type_name(data)}")
     data = data if limit is None else data[:limit]
@@ -298,16 +292,13 @@ def _check_turns(messages: list[dict[str, str]], field: str, where: Where, last:
         raise where.error(f"{field}[{len(messages) - 1}].role", f"the last message must be {last!r}")
 
 
-def _check_shared_prompt(
-    chosen: list[dict], rejected: list[dict], where: Where, names: Sequence[str]
-) -> None:
+def _check_shared_prompt(chosen: list[dict], rejected: list[dict], where: Where, names: Sequence[str]) -> None:
     """Chosen and rejected must continue the same conversation, or the pair compares different prompts."""
     field, other = names
     if len(chosen) != len(rejected):
         raise where.error(
             field,
-            f"has {len(rejected)} messages but '{other}' has {len(chosen)}; "
-            "they must share every message but the last",
+            f"has {len(rejected)} messages but '{other}' has {len(chosen)}; they must share every message but the last",
         )
     for i, (a, b) in enumerate(zip(chosen[:-1], rejected[:-1], strict=True)):
         for key in ("role", "content"):
@@ -338,9 +329,7 @@ def parse_hh(value: Any, field: str, where: Where) -> list[dict[str, str]]:
         speaker, content = pieces[k], pieces[k + 1].strip()
         expected = "Human" if turn % 2 == 1 else "Assistant"
         if speaker != expected:
-            raise where.error(
-                field, f"turn {turn}: expected {expected}, got {speaker} (turns must alternate)"
-            )
+            raise where.error(field, f"turn {turn}: expected {expected}, got {speaker} (turns must alternate)")
         if not content:
             raise where.error(field, f"turn {turn} ({speaker}): empty string")
         messages.append({"role": HH_ROLES[speaker], "content": content})
@@ -367,9 +356,7 @@ def _positions(records: Sequence[Any], positions: Sequence[int] | None) -> Seque
 
 def _require_format(fmt: str, kind: str, origin: str) -> None:
     if fmt not in KIND_FORMATS[kind]:
-        raise DataError(
-            f"{origin}: format {fmt!r} cannot produce {kind} data (use one of {list(KIND_FORMATS[kind])})"
-        )
+        raise DataError(f"{origin}: format {fmt!r} cannot produce {kind} data (use one of {list(KIND_FORMATS[kind])})")
 
 
 def _pair_from_ultrafeedback(record: Mapping[str, Any], where: Where) -> tuple[list[dict], list[dict]]:
@@ -387,14 +374,11 @@ def _pair_from_hh(record: Mapping[str, Any], where: Where) -> tuple[list[dict], 
     if len(chosen) != len(rejected):
         raise where.error(
             "rejected",
-            f"has {len(rejected)} turns but 'chosen' has {len(chosen)}; "
-            "they must share all turns but the last",
+            f"has {len(rejected)} turns but 'chosen' has {len(chosen)}; they must share all turns but the last",
         )
     for turn, (a, b) in enumerate(zip(chosen[:-1], rejected[:-1], strict=True), start=1):
         if a != b:
-            raise where.error(
-                "rejected", f"turn {turn} differs from 'chosen'; they must share all turns but the last"
-            )
+            raise where.error("rejected", f"turn {turn} differs from 'chosen'; they must share all turns but the last")
     return chosen, rejected
 
 
@@ -468,9 +452,7 @@ def normalise_sft(
     return out
 
 
-def normalise_alpaca_eval(
-    records: Sequence[Any], origin: str, *, positions: Sequence[int] | None = None
-) -> list[dict]:
+def normalise_alpaca_eval(records: Sequence[Any], origin: str, *, positions: Sequence[int] | None = None) -> list[dict]:
     """Validate alpaca_eval records; instructions must be unique because alpaca_eval joins on them."""
     if not records:
         raise DataError(f"{origin}: no records")
@@ -552,9 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--limit", type=int, default=None, help="use only the first N records")
-    parser.add_argument(
-        "--seed", type=int, default=0, help='subset seed when the source has "sample": "random"'
-    )
+    parser.add_argument("--seed", type=int, default=0, help='subset seed when the source has "sample": "random"')
     args = parser.parse_args(argv)
     try:
         count = prepare(args.kind, parse_source(args.source), args.out, limit=args.limit, seed=args.seed)

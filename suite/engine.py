@@ -104,7 +104,12 @@ def tokenize_pair(
 def tokenization_fingerprint(tokenizer: PreTrainedTokenizerBase, max_length: int, max_prompt_length: int) -> str:
     """Identifies what the reference log-probs were computed against, so a mismatch is caught, not trained on."""
     blob = json.dumps(
-        {"vocab": len(tokenizer), "template": tokenizer.chat_template, "max": max_length, "prompt": max_prompt_length},
+        {
+            "vocab": len(tokenizer),
+            "template": tokenizer.chat_template,
+            "max": max_length,
+            "prompt": max_prompt_length,
+        },
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -224,15 +229,20 @@ def split_pairs(tensor: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
     return chosen, rejected
 
 
-def make_batch(
-    logps: Tensor, mask: Tensor, ref_logps: Tensor | None, hidden: Tensor | None
-) -> PreferenceBatch:
+def make_batch(logps: Tensor, mask: Tensor, ref_logps: Tensor | None, hidden: Tensor | None) -> PreferenceBatch:
     chosen_logps, rejected_logps = split_pairs(logps)
     chosen_mask, rejected_mask = split_pairs(mask)
     ref_chosen, ref_rejected = split_pairs(ref_logps)
     chosen_hidden, rejected_hidden = split_pairs(hidden)
     return PreferenceBatch(
-        chosen_logps, rejected_logps, chosen_mask, rejected_mask, ref_chosen, ref_rejected, chosen_hidden, rejected_hidden
+        chosen_logps,
+        rejected_logps,
+        chosen_mask,
+        rejected_mask,
+        ref_chosen,
+        ref_rejected,
+        chosen_hidden,
+        rejected_hidden,
     )
 
 
@@ -254,7 +264,10 @@ class PreferenceTrainer(Trainer):
         self.method = method
         self.method_params = dict(method_params)
         self.ref_model = ref_model
-        self._metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self._metrics: dict[str, dict[str, list[float]]] = {
+            "train": defaultdict(list),
+            "eval": defaultdict(list),
+        }
 
     def preference_batch(self, model: PreTrainedModel, inputs: Mapping[str, Tensor]) -> PreferenceBatch:
         logps, mask, hidden = forward_batch(model, inputs, self.method.needs_hidden_states)
@@ -269,7 +282,7 @@ class PreferenceTrainer(Trainer):
         batch.extras["model"] = model
         return batch
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D102
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         output: LossOutput = self.method.loss(self.preference_batch(model, inputs), **self.method_params)
         mode = "train" if model.training else "eval"
         for key, value in output.metrics.items():
@@ -284,7 +297,7 @@ class PreferenceTrainer(Trainer):
         self._metrics[mode].clear()
         super().log(logs, start_time)
 
-    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):  # noqa: D102
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         with torch.no_grad():
             loss = self.compute_loss(model, inputs)
         return loss.detach(), None, None
@@ -316,4 +329,3 @@ __all__ = [
     "tokenization_fingerprint",
     "tokenize_pair",
 ]
-

@@ -43,7 +43,10 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
 )
 
-TINY_ARCHITECTURES = {"llama": (LlamaConfig, LlamaForCausalLM), "mistral": (MistralConfig, MistralForCausalLM)}
+TINY_ARCHITECTURES = {
+    "llama": (LlamaConfig, LlamaForCausalLM),
+    "mistral": (MistralConfig, MistralForCausalLM),
+}
 
 
 def corpus_texts(paths: Iterable[Path]) -> Iterable[str]:
@@ -79,7 +82,11 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenize
     )
     tokenizer.train_from_iterator(texts, trainer=trainer)
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", pad_token="<pad>", model_max_length=2048
+        tokenizer_object=tokenizer,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        model_max_length=2048,
     )
     fast.chat_template = CHAT_TEMPLATE
     return fast
@@ -110,7 +117,10 @@ def build_tiny_model(arch: str, tokenizer: PreTrainedTokenizerBase, size: dict[s
 def write_pointer(out: Path, name_or_path: str, revision: str | None, chat_template: str | None) -> None:
     """Make ``out`` a model stage that refers to a hub id or another directory."""
     with atomic_dir(out) as tmp:
-        write_json(tmp / POINTER, {"name_or_path": name_or_path, "revision": revision, "chat_template": chat_template})
+        write_json(
+            tmp / POINTER,
+            {"name_or_path": name_or_path, "revision": revision, "chat_template": chat_template},
+        )
 
 
 def resolve(model_dir: str | Path) -> dict[str, Any]:

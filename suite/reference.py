@@ -69,9 +69,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     training = json.loads(args.training)
     tokenizer = load_tokenizer(args.model)
     model = load_model(args.model, training.get("dtype", "float32"))
-    dataset = PreferenceDataset(
-        read_jsonl(args.data), tokenizer, training["max_length"], training["max_prompt_length"]
-    )
+    dataset = PreferenceDataset(read_jsonl(args.data), tokenizer, training["max_length"], training["max_prompt_length"])
     logps = reference_logps(model, dataset, tokenizer.pad_token_id, training["reference_batch_size"])
     fingerprint = tokenization_fingerprint(tokenizer, training["max_length"], training["max_prompt_length"])
     save_reference(args.out, logps, fingerprint, str(args.model))

@@ -32,9 +32,7 @@ SMOKE_FILES = (
 # --------------------------------------------------------------------------- helpers
 
 
-def uf_record(
-    prompt: str = "How do I boil an egg?", answer: str = "Boil it for eight minutes."
-) -> dict[str, Any]:
+def uf_record(prompt: str = "How do I boil an egg?", answer: str = "Boil it for eight minutes.") -> dict[str, Any]:
     user = {"role": "user", "content": prompt}
     chosen = [user, {"role": "assistant", "content": answer}]
     rejected = [dict(user), {"role": "assistant", "content": "No idea."}]
@@ -351,9 +349,7 @@ MALFORMED = [
 @pytest.mark.parametrize(
     ("fmt", "bad", "field", "problem"), [case[1:] for case in MALFORMED], ids=[case[0] for case in MALFORMED]
 )
-def test_malformed_record_is_reported_precisely(
-    tmp_path: Path, fmt: str, bad: dict, field: str, problem: str
-) -> None:
+def test_malformed_record_is_reported_precisely(tmp_path: Path, fmt: str, bad: dict, field: str, problem: str) -> None:
     good = GOOD[fmt]
     path = write_records(tmp_path / "bad_input.jsonl", [good(), good(), bad, good()])
     out = tmp_path / "out.jsonl"
@@ -383,16 +379,12 @@ def test_bad_json_line_names_record_and_line(tmp_path: Path) -> None:
 
 def test_non_object_line(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "list.jsonl", [json.dumps(uf_record()), "[1, 2]"])
-    with pytest.raises(
-        DataError, match=r"list\.jsonl: record 2 \(line 2\): expected a JSON object, got list"
-    ):
+    with pytest.raises(DataError, match=r"list\.jsonl: record 2 \(line 2\): expected a JSON object, got list"):
         data.load_records({"format": "ultrafeedback", "path": str(path)})
 
 
 def test_limit_reads_only_the_first_records(tmp_path: Path) -> None:
-    path = write_lines(
-        tmp_path / "tail.jsonl", [json.dumps(uf_record()), json.dumps(uf_record()), "not json"]
-    )
+    path = write_lines(tmp_path / "tail.jsonl", [json.dumps(uf_record()), json.dumps(uf_record()), "not json"])
     out = tmp_path / "out.jsonl"
     assert prepare_file("preference", "ultrafeedback", path, out, limit=2) == 2
     with pytest.raises(DataError, match="record 3"):

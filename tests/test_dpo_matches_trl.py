@@ -15,12 +15,27 @@ from suite.models import load_model, load_tokenizer
 from suite.reference import reference_logps
 
 PAIRS = [
-    ("How do I bake bread?", "Mix flour, water and yeast, knead it, let it rise and bake it.", "The sea is blue."),
+    (
+        "How do I bake bread?",
+        "Mix flour, water and yeast, knead it, let it rise and bake it.",
+        "The sea is blue.",
+    ),
     ("What is the capital of France?", "The capital of France is Paris.", "I cannot help with that request."),
-    ("Explain photosynthesis.", "Plants turn light into sugar.", "Write a short poem about the sea, it is wide."),
+    (
+        "Explain photosynthesis.",
+        "Plants turn light into sugar.",
+        "Write a short poem about the sea, it is wide.",
+    ),
 ]
 BETA = 0.1
-METRICS = ["rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected"]
+METRICS = [
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/margins",
+    "rewards/accuracies",
+    "logps/chosen",
+    "logps/rejected",
+]
 
 
 def _records() -> list[dict]:
@@ -59,7 +74,11 @@ def _trl_result(policy, reference, tokenizer, tmp_path):
         use_cpu=True,
     )
     trainer = DPOTrainer(
-        model=policy, ref_model=reference, args=args, train_dataset=Dataset.from_list(records), processing_class=tokenizer
+        model=policy,
+        ref_model=reference,
+        args=args,
+        train_dataset=Dataset.from_list(records),
+        processing_class=tokenizer,
     )
     batch = next(iter(trainer.get_train_dataloader()))
     policy.train()
@@ -86,8 +105,13 @@ def test_dpo_loss_and_rewards_equal_trl(models, tiny_model_dir, tmp_path):
     ours_loss, ours_metrics, ours_batch = _suite_result(policy, reference, tokenizer)
 
     # Same tokens and the same response positions (TRL's sampler shuffles, so compare as sets).
-    trl_ids = [row[mask.bool()].tolist() for row, mask in zip(trl_batch["input_ids"], trl_batch["attention_mask"])]
-    ours_ids = [row[mask.bool()].tolist() for row, mask in zip(ours_batch["input_ids"], ours_batch["attention_mask"])]
+    trl_ids = [
+        row[mask.bool()].tolist() for row, mask in zip(trl_batch["input_ids"], trl_batch["attention_mask"], strict=True)
+    ]
+    ours_ids = [
+        row[mask.bool()].tolist()
+        for row, mask in zip(ours_batch["input_ids"], ours_batch["attention_mask"], strict=True)
+    ]
     assert sorted(trl_ids) == sorted(ours_ids)
     assert trl_batch["completion_mask"].sum().item() == (ours_batch["labels"] != -100).sum().item()
 

@@ -23,10 +23,37 @@ rule generate:
         "--batch-size {params.batch_size} --seed {params.seed} --out {output} > {log} 2>&1"
 
 
+localrules:
+    alpaca_eval_lc_assets,
+
+
+rule alpaca_eval_lc_assets:
+    # LC needs alpaca_eval's df_gamed.csv and the official eval set in the HF
+    # cache; fetched once, on the login node, when the config asks for LC.
+    output:
+        touch("results/data/alpaca_eval_lc_assets.done"),
+    log:
+        "results/logs/alpaca_eval_lc_assets.log",
+    benchmark:
+        "results/benchmarks/alpaca_eval_lc_assets.tsv"
+    shell:
+        "python -m evals.alpaca_eval --fetch-lc-assets > {log} 2>&1"
+
+
+def evaluate_inputs(wildcards):
+    bench = config["benchmarks"][wildcards.benchmark]
+    inputs = {
+        "outputs": f"results/generations/{wildcards.variant}/{wildcards.method}/{wildcards.benchmark}.json",
+        "reference": dataset_file(bench["prompts"]),
+    }
+    if bench.get("fetch_lc_assets"):
+        inputs["lc_assets"] = "results/data/alpaca_eval_lc_assets.done"
+    return inputs
+
+
 rule evaluate:
     input:
-        outputs="results/generations/{variant}/{method}/{benchmark}.json",
-        reference=lambda w: dataset_file(config["benchmarks"][w.benchmark]["prompts"]),
+        unpack(evaluate_inputs),
     output:
         result="results/eval/{variant}/{method}/{benchmark}.json",
         annotations="results/eval/{variant}/{method}/{benchmark}.annotations.json",

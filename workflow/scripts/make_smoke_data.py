@@ -793,9 +793,7 @@ def ultrachat_records(rng: random.Random) -> list[dict[str, Any]]:
             prompt = fill(instruction, topic)
             tips = pick_tips(rng, topic, rng.choice((3, 4)))
             numbered = rng.random() < 0.5
-            answer = join_parts(
-                [fill(intro_t, topic), tip_block(tips, numbered), rng.choice(CLOSINGS)], numbered
-            )
+            answer = join_parts([fill(intro_t, topic), tip_block(tips, numbered), rng.choice(CLOSINGS)], numbered)
             messages = [{"content": prompt, "role": "user"}, {"content": answer, "role": "assistant"}]
             if rng.random() < 0.5:
                 question, reply = rng.choice(FOLLOW_UPS)
@@ -837,8 +835,7 @@ MT_BENCH: tuple[dict[str, Any], ...] = (
     {
         "category": "roleplay",
         "turns": [
-            "Pretend you are a friendly librarian. "
-            "Recommend a book to a student who likes adventure stories.",
+            "Pretend you are a friendly librarian. Recommend a book to a student who likes adventure stories.",
             "The student says they do not like long books. What do you tell them now?",
         ],
     },
@@ -866,9 +863,7 @@ MT_BENCH: tuple[dict[str, Any], ...] = (
         ],
         "reference": [
             "def sum_even(numbers):\n    return sum(n for n in numbers if n % 2 == 0)",
-            "def sum_even(numbers):\n"
-            "    evens = [n for n in numbers if n % 2 == 0]\n"
-            "    return sum(evens), len(evens)",
+            "def sum_even(numbers):\n    evens = [n for n in numbers if n % 2 == 0]\n    return sum(evens), len(evens)",
         ],
     },
     {
@@ -957,9 +952,7 @@ def generate(out_dir: Path) -> list[Path]:
         write_jsonl(out_dir / name, records)
         written.append(out_dir / name)
     alpaca = out_dir / "alpaca_eval_smoke.json"
-    alpaca.write_text(
-        json.dumps(alpaca_eval_records(rng), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
+    alpaca.write_text(json.dumps(alpaca_eval_records(rng), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     written.append(alpaca)
     return written
 

@@ -1,0 +1,47 @@
+"""Evaluation benchmarks and the one registry the workflow reads them from.
+
+Each entry maps a benchmark name to the module that implements it. A benchmark
+module exposes module-level ``NAME``, ``COLUMNS`` (result key -> table column
+header), ``ERRORS`` (result key -> the result key of its standard error),
+``read_prompts(path)`` (the conversations to generate for) and
+``write_outputs(prompts_path, responses, generator, out)``. Modules are
+imported lazily so that listing names imports neither torch nor alpaca_eval.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Protocol, cast
+
+BENCHMARKS: dict[str, str] = {
+    "alpaca_eval": "evals.alpaca_eval",
+}
+
+
+class Benchmark(Protocol):
+    """What the generation and evaluation entry points need of a benchmark module."""
+
+    NAME: str
+    COLUMNS: Mapping[str, str]
+    ERRORS: Mapping[str, str]
+
+    def read_prompts(self, path: Path) -> list[list[dict[str, str]]]: ...
+
+    def write_outputs(self, prompts_path: Path, responses: Sequence[str], generator: str, out: Path) -> None: ...
+
+
+def benchmark_names() -> list[str]:
+    return sorted(BENCHMARKS)
+
+
+def get_benchmark(name: str) -> Benchmark:
+    """Import and return a registered benchmark module; an unknown name lists the valid ones."""
+    if name not in BENCHMARKS:
+        raise KeyError(f"unknown benchmark {name!r}; valid benchmarks: {', '.join(benchmark_names())}")
+    module: ModuleType = importlib.import_module(BENCHMARKS[name])
+    if name != module.NAME:
+        raise ValueError(f"registry entry {name!r} points to a module defining {module.NAME!r}")
+    return cast(Benchmark, module)

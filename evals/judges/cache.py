@@ -1,0 +1,75 @@
+"""A judge wrapper that stores every reply on disk, so a rerun costs no API calls.
+
+Replies live in one sqlite file that parallel Snakemake jobs can share
+(rollback journal with a busy timeout: WAL mode needs shared memory, which
+the NFS and Lustre file systems of clusters lack). The key is the sha256 of what decides the reply:
+the judge name, the template id, the messages and the decoding settings. The
+file holds only keys and replies, never a credential.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from dataclasses import asdict
+from pathlib import Path
+
+from evals.judges.base import Judge, JudgeReply, JudgeRequest
+
+BUSY_TIMEOUT_S = 120.0
+
+
+def cache_key(judge_name: str, request: JudgeRequest) -> str:
+    """Hex sha256 of everything that determines a reply (the payload is rendered into the messages)."""
+    material = {
+        "judge": judge_name,
+        "template": request.template,
+        "messages": list(request.messages),
+        "max_tokens": request.max_tokens,
+        "temperature": request.temperature,
+        "top_logprobs": request.top_logprobs,
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+class CachedJudge(Judge):
+    """Answers from the cache when it can; otherwise asks ``judge`` and stores the reply.
+
+    ``calls`` counts requests passed to the backend and ``hits`` those answered
+    from disk, so the workflow can log what a run cost.
+    """
+
+    def __init__(self, judge: Judge, cache_path: str | Path) -> None:
+        self.judge = judge
+        self.name = judge.name
+        self.is_offline = judge.is_offline
+        self.concurrency = judge.concurrency
+        self.calls = 0
+        self.hits = 0
+        self._lock = threading.Lock()
+        path = Path(cache_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, judge TEXT, template TEXT, reply TEXT)"
+        )
+        self._db.commit()
+
+    def complete(self, request: JudgeRequest) -> JudgeReply:
+        key = cache_key(self.name, request)
+        with self._lock:
+            row = self._db.execute("SELECT reply FROM replies WHERE key = ?", (key,)).fetchone()
+            if row is not None:
+                self.hits += 1
+                return JudgeReply(**json.loads(row[0]))
+            self.calls += 1
+        reply = self.judge.complete(request)
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO replies (key, judge, template, reply) VALUES (?, ?, ?, ?)",
+                (key, self.name, request.template, json.dumps(asdict(reply), ensure_ascii=False)),
+            )
+            self._db.commit()
+        return reply

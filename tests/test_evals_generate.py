@@ -1,0 +1,61 @@
+"""Batched generation with the tiny model: one response per prompt, reproducible, in a benchmark's format."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from evals.generate import generate_responses, main
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "How do I bake bread?"}],
+    [{"role": "user", "content": "What is the capital of France?"}],
+    [{"role": "user", "content": "Write a short poem about the sea."}],
+]
+GREEDY = {"temperature": 0.0, "max_new_tokens": 6}
+SAMPLED = {"temperature": 1.0, "top_p": 0.9, "max_new_tokens": 6}
+
+
+def test_one_string_per_prompt_and_greedy_is_deterministic(tiny_model_dir: Path) -> None:
+    first = generate_responses(tiny_model_dir, CONVERSATIONS, GREEDY, batch_size=2, seed=0)
+    second = generate_responses(tiny_model_dir, CONVERSATIONS, GREEDY, batch_size=2, seed=123)
+    assert len(first) == len(CONVERSATIONS) and all(isinstance(text, str) for text in first)
+    assert first == second
+    assert generate_responses(tiny_model_dir, CONVERSATIONS, GREEDY, batch_size=1, seed=0) == first, "left padding"
+
+
+def test_sampling_is_reproducible_for_a_seed(tiny_model_dir: Path) -> None:
+    first = generate_responses(tiny_model_dir, CONVERSATIONS, SAMPLED, batch_size=2, seed=7)
+    second = generate_responses(tiny_model_dir, CONVERSATIONS, SAMPLED, batch_size=2, seed=7)
+    assert first == second
+
+
+def test_backend_errors(tiny_model_dir: Path) -> None:
+    with pytest.raises(ValueError, match="hf, vllm"):
+        generate_responses(tiny_model_dir, CONVERSATIONS, GREEDY, batch_size=1, seed=0, backend="tgi")
+    if importlib.util.find_spec("vllm") is None:
+        with pytest.raises(RuntimeError, match="vllm is not importable"):
+            generate_responses(tiny_model_dir, CONVERSATIONS, GREEDY, batch_size=1, seed=0, backend="vllm")
+
+
+def test_cli_writes_alpaca_eval_model_outputs(tiny_model_dir: Path, tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.json"
+    records = [
+        {"instruction": c[0]["content"], "output": "-", "generator": "ref", "dataset": "d"} for c in CONVERSATIONS
+    ]
+    prompts.write_text(json.dumps(records))
+    out = tmp_path / "outputs" / "model_outputs.json"
+    main(
+        [
+            *("--model", str(tiny_model_dir), "--benchmark", "alpaca_eval", "--prompts", str(prompts)),
+            *("--decoding", json.dumps(GREEDY), "--generator", "tiny-dpo"),
+            *("--batch-size", "2", "--seed", "0", "--out", str(out)),
+        ]
+    )
+    written = json.loads(out.read_text())
+    assert [r["instruction"] for r in written] == [r["instruction"] for r in records]
+    assert {r["generator"] for r in written} == {"tiny-dpo"} and {r["dataset"] for r in written} == {"d"}
+    assert [r["output"] for r in written] == generate_responses(tiny_model_dir, CONVERSATIONS, GREEDY, 2, 0)
