@@ -22,3 +22,5 @@ rule all:
     input:
         "results/tables/main.csv",
         "results/tables/main.md",
+        "results/tables/main.png",
+        "results/tables/training_curves.png",

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 METHODS: dict[str, str] = {
+    "aao": "aao.method",
     "dpo": "baselines.dpo",
 }
 
@@ -28,6 +29,9 @@ class Method:
     per-token log-probs computed once by their own rule, or a live model (for
     losses over the reference's full distribution). ``defaults`` are the
     method's hyperparameters; the config overrides them per variant.
+    ``build_modules``, if set, returns extra trainable modules (name ->
+    (module, learning rate)) that the engine attaches to the policy, so the
+    optimizer trains them and checkpoints save and restore them (AAO's AW).
     """
 
     name: str
@@ -36,6 +40,7 @@ class Method:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     needs_hidden_states: bool = False
     description: str = ""
+    build_modules: Callable[[Any, Mapping[str, Any]], Mapping[str, tuple[Any, float]]] | None = None
 
 
 def method_names() -> list[str]:

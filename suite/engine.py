@@ -260,6 +260,7 @@ class PreferenceTrainer(Trainer):
         ref_model: PreTrainedModel | None = None,
         **kwargs: Any,
     ) -> None:
+        self._module_lrs = _attach_method_modules(kwargs["model"], method, method_params)
         super().__init__(*args, **kwargs)
         self.method = method
         self.method_params = dict(method_params)
@@ -278,9 +279,17 @@ class PreferenceTrainer(Trainer):
         batch = make_batch(logps, mask, ref_logps, hidden)
         if self.method.reference == "live":
             batch.extras["ref_model"] = self.ref_model
-            batch.extras["inputs"] = inputs
+        batch.extras["inputs"] = inputs
         batch.extras["model"] = model
         return batch
+
+    def create_optimizer(self, model: PreTrainedModel | None = None) -> torch.optim.Optimizer:
+        """The Trainer's optimizer, with each method module's parameters in a group at its own learning rate."""
+        fresh = self.optimizer is None
+        optimizer = super().create_optimizer(model)
+        if fresh and self._module_lrs:
+            _regroup_by_module(optimizer, self.model if model is None else model, self._module_lrs)
+        return optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         output: LossOutput = self.method.loss(self.preference_batch(model, inputs), **self.method_params)
@@ -301,6 +310,32 @@ class PreferenceTrainer(Trainer):
         with torch.no_grad():
             loss = self.compute_loss(model, inputs)
         return loss.detach(), None, None
+
+
+def _attach_method_modules(model: PreTrainedModel, method: Method, params: Mapping[str, Any]) -> dict[str, float]:
+    """Register the method's extra modules as submodules of the policy; returns name -> learning rate."""
+    if method.build_modules is None:
+        return {}
+    lrs = {}
+    for name, (module, lr) in method.build_modules(model, params).items():
+        model.add_module(name, module)
+        lrs[name] = lr
+    return lrs
+
+
+def _regroup_by_module(optimizer: torch.optim.Optimizer, model: torch.nn.Module, lrs: Mapping[str, float]) -> None:
+    """Move the method modules' parameters out of the default groups (matched by name, so wrappers work)."""
+    own_lr = {
+        id(param): lrs[part] for name, param in model.named_parameters() for part in name.split(".") if part in lrs
+    }
+    moved: dict[float, list[Tensor]] = defaultdict(list)
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            if id(param) in own_lr:
+                moved[own_lr[id(param)]].append(param)
+        group["params"] = [p for p in group["params"] if id(p) not in own_lr]
+    for lr, params in moved.items():
+        optimizer.add_param_group({"params": params, "lr": lr, "weight_decay": 0.0})
 
 
 def dpo_metrics(batch: PreferenceBatch, chosen_rewards: Tensor, rejected_rewards: Tensor) -> dict[str, Tensor]:

@@ -93,7 +93,11 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenize
 
 
 def build_tiny_model(arch: str, tokenizer: PreTrainedTokenizerBase, size: dict[str, int], seed: int) -> PreTrainedModel:
-    """A randomly initialised Llama- or Mistral-architecture model, reproducible for a seed."""
+    """A randomly initialised Llama- or Mistral-architecture model, reproducible for a seed.
+
+    Each architecture draws from its own stream (seed + its index), so that
+    the two tiny families differ even at equal sizes, as the real ones do.
+    """
     if arch not in TINY_ARCHITECTURES:
         raise ValueError(f"unknown tiny architecture {arch!r}; valid: {sorted(TINY_ARCHITECTURES)}")
     config_cls, model_cls = TINY_ARCHITECTURES[arch]
@@ -110,7 +114,7 @@ def build_tiny_model(arch: str, tokenizer: PreTrainedTokenizerBase, size: dict[s
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
     )
-    torch.manual_seed(seed)
+    torch.manual_seed(seed + sorted(TINY_ARCHITECTURES).index(arch))
     return model_cls(config)
 
 

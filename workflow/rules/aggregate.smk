@@ -3,6 +3,7 @@
 
 localrules:
     aggregate,
+    plots,
 
 
 rule aggregate:
@@ -20,3 +21,19 @@ rule aggregate:
     shell:
         "python -m suite.aggregate --scale {params.scale} --results {input} --csv {output.csv} --md {output.md} "
         "> {log} 2>&1"
+
+
+rule plots:
+    input:
+        table="results/tables/main.csv",
+        histories=expand("results/train/{variant}/{method}/log_history.json", variant=VARIANTS, method=METHODS),
+    output:
+        scores="results/tables/main.png",
+        training="results/tables/training_curves.png",
+    log:
+        "results/logs/plots.log",
+    benchmark:
+        "results/benchmarks/plots.tsv"
+    shell:
+        "python -m suite.plots --table {input.table} --histories {input.histories} "
+        "--scores-png {output.scores} --training-png {output.training} > {log} 2>&1"
