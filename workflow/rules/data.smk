@@ -1,4 +1,9 @@
 # Stage 1a: validate and normalise every dataset (local files here, hub datasets on the cluster).
+# It runs on the login node of a cluster, which reaches the hub; compute nodes then read local files.
+
+
+localrules:
+    prepare_data,
 
 
 rule prepare_data:
