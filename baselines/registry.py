@@ -16,6 +16,11 @@ from typing import Any, Literal
 METHODS: dict[str, str] = {
     "aao": "aao.method",
     "dpo": "baselines.dpo",
+    "dpo_random": "baselines.dpo_random",
+    "ipo": "baselines.ipo",
+    "kto": "baselines.kto",
+    "simpo": "baselines.simpo",
+    "tdpo": "baselines.tdpo",
 }
 
 Reference = Literal["none", "precomputed", "live"]
@@ -32,6 +37,11 @@ class Method:
     ``build_modules``, if set, returns extra trainable modules (name ->
     (module, learning rate)) that the engine attaches to the policy, so the
     optimizer trains them and checkpoints save and restore them (AAO's AW).
+    ``needs_logits`` asks the engine for the policy's logits (and, with a live
+    reference, the reference's, from its one forward): losses over the full
+    token distribution (TDPO). ``needs_mismatched_pairs`` asks for the summed
+    log-probs of policy and live reference on mismatched (prompt, completion)
+    pairs of the batch (KTO's KL reference point).
     """
 
     name: str
@@ -41,6 +51,8 @@ class Method:
     needs_hidden_states: bool = False
     description: str = ""
     build_modules: Callable[[Any, Mapping[str, Any]], Mapping[str, tuple[Any, float]]] | None = None
+    needs_logits: bool = False
+    needs_mismatched_pairs: bool = False
 
 
 def method_names() -> list[str]:

@@ -42,6 +42,11 @@ class PreferenceBatch:
     chosen_hidden: Tensor | None = None  # (B, T, D) last hidden state at the predicting position
     rejected_hidden: Tensor | None = None  # (B, T, D)
     extras: dict[str, Any] = field(default_factory=dict)
+    # Only for methods with ``needs_logits``: views of the forward's logits at the predicting positions, never copies.
+    chosen_logits: Tensor | None = None  # (B, T, V) policy logits
+    rejected_logits: Tensor | None = None  # (B, T, V)
+    ref_chosen_logits: Tensor | None = None  # (B, T, V) reference logits (live reference only), no gradient
+    ref_rejected_logits: Tensor | None = None  # (B, T, V)
 
     def sequence_logps(self) -> tuple[Tensor, Tensor]:
         """Summed response log-probs of the policy, (B,) each."""
@@ -126,6 +131,7 @@ class PreferenceDataset(torch.utils.data.Dataset):
         max_prompt_length: int,
         reference: Mapping[str, Mapping[str, Tensor]] | None = None,
     ) -> None:
+        self.max_length, self.max_prompt_length = max_length, max_prompt_length
         self.items = []
         for record in records:
             item = {"id": record["id"], **tokenize_pair(tokenizer, record, max_length, max_prompt_length)}
@@ -154,7 +160,12 @@ def _reference_for(record_id: str, item: Mapping[str, Any], reference: Mapping[s
 
 
 class PreferenceCollator:
-    """Pads pairs into one (2B, L) batch: the B chosen sequences, then the B rejected ones."""
+    """Pads pairs into one (2B, L) batch: the B chosen sequences, then the B rejected ones.
+
+    The batch also carries the B record ids (``ids``, a list of str), so a loss
+    can derive per-record quantities (e.g. DPO-Random's seeded weights) that
+    do not depend on which other records share the batch.
+    """
 
     def __init__(self, pad_token_id: int) -> None:
         self.pad_token_id = pad_token_id
@@ -172,6 +183,8 @@ class PreferenceCollator:
             attention_mask[row, : len(seq)] = 1
             labels[row, start : len(seq)] = torch.tensor(seq[start:])
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        if "id" in items[0]:
+            batch["ids"] = [it["id"] for it in items]
         if "ref_chosen_logps" in items[0]:
             batch["ref_logps"] = self._place_reference(items, labels)
         return batch
@@ -207,10 +220,20 @@ def token_logps(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     return torch.stack(rows) * mask, mask.float()
 
 
-def forward_batch(
-    model: PreTrainedModel, inputs: Mapping[str, Tensor], hidden_states: bool = False
-) -> tuple[Tensor, Tensor, Tensor | None]:
-    """One forward over the concatenated batch: per-token log-probs, mask, and last hidden states if asked."""
+@dataclass
+class ForwardOutput:
+    """What one forward over a concatenated (N, L) batch yields, aligned to the N x (L-1) shifted positions."""
+
+    logps: Tensor  # (N, L-1)
+    mask: Tensor  # (N, L-1)
+    hidden: Tensor | None = None  # (N, L-1, D)
+    logits: Tensor | None = None  # (N, L-1, V), a view of the model's logits
+
+
+def forward_outputs(
+    model: PreTrainedModel, inputs: Mapping[str, Tensor], hidden_states: bool = False, logits: bool = False
+) -> ForwardOutput:
+    """One forward: per-token log-probs and mask, plus the last hidden states and the logits if asked."""
     outputs = model(
         input_ids=inputs["input_ids"],
         attention_mask=inputs["attention_mask"],
@@ -219,7 +242,45 @@ def forward_batch(
     )
     logps, mask = token_logps(outputs.logits, inputs["labels"])
     hidden = outputs.hidden_states[-1][:, :-1] if hidden_states else None
-    return logps, mask, hidden
+    return ForwardOutput(logps, mask, hidden, outputs.logits[:, :-1] if logits else None)
+
+
+def forward_batch(
+    model: PreTrainedModel, inputs: Mapping[str, Tensor], hidden_states: bool = False
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """One forward over the concatenated batch: per-token log-probs, mask, and last hidden states if asked."""
+    out = forward_outputs(model, inputs, hidden_states)
+    return out.logps, out.mask, out.hidden
+
+
+def mismatched_inputs(inputs: Mapping[str, Tensor], max_length: int | None = None) -> dict[str, Tensor]:
+    """Mismatched (prompt, completion) sequences of a collated batch, for KTO's KL reference point.
+
+    The 2N rows of a batch are read as 2N unpaired examples (the N chosen, then
+    the N rejected) and the completions are rotated by one, as TRL's
+    KTOTrainer does within a batch: row i pairs its own prompt with the
+    completion of row i-1 (row 0 with the last row's). With N >= 2 pairs every
+    completion lands after another record's prompt. As in TRL, a sequence longer than ``max_length`` is
+    cut at its end (a long prompt with another row's long completion can
+    exceed it).
+    """
+    ids, attention, labels = inputs["input_ids"], inputs["attention_mask"], inputs["labels"]
+    lengths = attention.sum(-1).tolist()
+    completion_lengths = (labels != IGNORE).sum(-1).tolist()
+    prompts = [row[: n - c] for row, n, c in zip(ids, lengths, completion_lengths, strict=True)]
+    completions = [row[n - c : n] for row, n, c in zip(ids, lengths, completion_lengths, strict=True)]
+    completions = completions[-1:] + completions[:-1]
+    sequences = [torch.cat([p, c])[:max_length] for p, c in zip(prompts, completions, strict=True)]
+    shape = (len(sequences), max(len(seq) for seq in sequences))
+    padding = ids[attention == 0]
+    out_ids = ids.new_full(shape, int(padding[0]) if len(padding) else 0)  # the batch's own pad id
+    out_attention = attention.new_zeros(shape)
+    out_labels = labels.new_full(shape, IGNORE)
+    for row, (prompt, seq) in enumerate(zip(prompts, sequences, strict=True)):
+        out_ids[row, : len(seq)] = seq
+        out_attention[row, : len(seq)] = 1
+        out_labels[row, len(prompt) : len(seq)] = seq[len(prompt) :]
+    return {"input_ids": out_ids, "attention_mask": out_attention, "labels": out_labels}
 
 
 def split_pairs(tensor: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
@@ -229,11 +290,20 @@ def split_pairs(tensor: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
     return chosen, rejected
 
 
-def make_batch(logps: Tensor, mask: Tensor, ref_logps: Tensor | None, hidden: Tensor | None) -> PreferenceBatch:
+def make_batch(
+    logps: Tensor,
+    mask: Tensor,
+    ref_logps: Tensor | None,
+    hidden: Tensor | None,
+    logits: Tensor | None = None,
+    ref_logits: Tensor | None = None,
+) -> PreferenceBatch:
     chosen_logps, rejected_logps = split_pairs(logps)
     chosen_mask, rejected_mask = split_pairs(mask)
     ref_chosen, ref_rejected = split_pairs(ref_logps)
     chosen_hidden, rejected_hidden = split_pairs(hidden)
+    chosen_logits, rejected_logits = split_pairs(logits)
+    ref_chosen_logits, ref_rejected_logits = split_pairs(ref_logits)
     return PreferenceBatch(
         chosen_logps,
         rejected_logps,
@@ -243,6 +313,10 @@ def make_batch(logps: Tensor, mask: Tensor, ref_logps: Tensor | None, hidden: Te
         ref_rejected,
         chosen_hidden,
         rejected_hidden,
+        chosen_logits=chosen_logits,
+        rejected_logits=rejected_logits,
+        ref_chosen_logits=ref_chosen_logits,
+        ref_rejected_logits=ref_rejected_logits,
     )
 
 
@@ -260,25 +334,62 @@ class PreferenceTrainer(Trainer):
         ref_model: PreTrainedModel | None = None,
         **kwargs: Any,
     ) -> None:
+        if method.reference == "live" and ref_model is None:
+            raise ValueError(f"method {method.name!r} needs a live reference model (ref_model=...)")
+        if method.needs_mismatched_pairs and method.reference != "live":
+            raise ValueError(f"method {method.name!r}: mismatched pairs need a live reference (reference='live')")
         self._module_lrs = _attach_method_modules(kwargs["model"], method, method_params)
         super().__init__(*args, **kwargs)
         self.method = method
         self.method_params = dict(method_params)
-        self.ref_model = ref_model
+        self.ref_model = self._prepare_reference(ref_model) if method.reference == "live" else ref_model
         self._metrics: dict[str, dict[str, list[float]]] = {
             "train": defaultdict(list),
             "eval": defaultdict(list),
         }
 
+    def _prepare_reference(self, ref_model: PreTrainedModel) -> PreTrainedModel:
+        """Put the live reference where the policy is, frozen (sharded like the policy under FSDP, as TRL does)."""
+        ref_model.eval().requires_grad_(False)
+        if self.is_fsdp_enabled:
+            from trl.models import prepare_fsdp
+
+            return prepare_fsdp(ref_model, self.accelerator)
+        if self.is_deepspeed_enabled:
+            from trl.models import prepare_deepspeed
+
+            return prepare_deepspeed(ref_model, self.accelerator)
+        return self.accelerator.prepare_model(ref_model, evaluation_mode=True)
+
     def preference_batch(self, model: PreTrainedModel, inputs: Mapping[str, Tensor]) -> PreferenceBatch:
-        logps, mask, hidden = forward_batch(model, inputs, self.method.needs_hidden_states)
-        ref_logps = inputs.get("ref_logps")
-        if self.method.reference == "live":
+        """The method's view of a batch: one policy forward, at most one live reference forward on the same inputs.
+
+        With ``needs_logits`` the batch also holds (views of) the policy's
+        logits and, for a live reference, the reference's logits from the same
+        forward that gave its log-probs. With ``needs_mismatched_pairs``,
+        ``extras`` holds the summed log-probs of the policy (no gradient) and
+        the reference on :func:`mismatched_inputs`: ``mismatched_logps``,
+        ``ref_mismatched_logps`` (2B,) each, in the batch's row order.
+        """
+        method = self.method
+        out = forward_outputs(model, inputs, method.needs_hidden_states, method.needs_logits)
+        ref_logps, ref_logits = inputs.get("ref_logps"), None
+        if method.reference == "live":
             with torch.no_grad():
-                ref_logps, _, _ = forward_batch(self.ref_model, inputs)
-        batch = make_batch(logps, mask, ref_logps, hidden)
-        if self.method.reference == "live":
+                ref = forward_outputs(self.ref_model, inputs, logits=method.needs_logits)
+            ref_logps, ref_logits = ref.logps, ref.logits
+        batch = make_batch(out.logps, out.mask, ref_logps, out.hidden, out.logits, ref_logits)
+        if method.needs_mismatched_pairs:
+            kl_inputs = mismatched_inputs(inputs, getattr(self.train_dataset, "max_length", None))
+            with torch.no_grad():
+                policy_kl = forward_outputs(model, kl_inputs)
+                ref_kl = forward_outputs(self.ref_model, kl_inputs)
+            batch.extras["mismatched_logps"] = (policy_kl.logps * policy_kl.mask).sum(-1)
+            batch.extras["ref_mismatched_logps"] = (ref_kl.logps * ref_kl.mask).sum(-1)
+        if method.reference == "live":
             batch.extras["ref_model"] = self.ref_model
+        if "ids" in inputs:
+            batch.extras["ids"] = list(inputs["ids"])
         batch.extras["inputs"] = inputs
         batch.extras["model"] = model
         return batch
@@ -352,6 +463,7 @@ def dpo_metrics(batch: PreferenceBatch, chosen_rewards: Tensor, rejected_rewards
 
 
 __all__ = [
+    "ForwardOutput",
     "LossOutput",
     "PreferenceBatch",
     "PreferenceCollator",
@@ -359,7 +471,9 @@ __all__ = [
     "PreferenceTrainer",
     "dpo_metrics",
     "forward_batch",
+    "forward_outputs",
     "make_batch",
+    "mismatched_inputs",
     "token_logps",
     "tokenization_fingerprint",
     "tokenize_pair",

@@ -1,0 +1,244 @@
+"""IPO, SimPO and KTO equal TRL 1.16 (DPOTrainer loss_type ipo; CPOTrainer simpo with cpo_alpha 0; KTOTrainer)
+on the same tiny model and batch: the same tokens first, then the loss and the logged metrics.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from datasets import Dataset
+from transformers import TrainingArguments
+from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer
+
+from baselines import get_method
+from suite.engine import (
+    PreferenceCollator,
+    PreferenceDataset,
+    PreferenceTrainer,
+    forward_batch,
+    make_batch,
+    mismatched_inputs,
+)
+from suite.models import load_model, load_tokenizer
+from suite.reference import reference_logps
+
+PAIRS = [
+    ("How do I bake bread?", "Mix flour, water and yeast, knead it, let it rise and bake it.", "The sea is blue."),
+    ("What is the capital of France?", "The capital of France is Paris.", "I cannot help with that request."),
+    ("Explain photosynthesis.", "Plants turn light into sugar.", "Write a short poem about the sea, it is wide."),
+]
+REWARDS = ["rewards/chosen", "rewards/rejected", "rewards/margins", "logps/chosen", "logps/rejected"]
+PAIRED = [*REWARDS, "rewards/accuracies"]
+TRL_ARGS = {"report_to": [], "use_cpu": True, "bf16": False, "gradient_checkpointing": False, "max_length": None}
+
+
+def records() -> list[dict]:
+    return [
+        {
+            "id": f"pair-{i}",
+            "prompt": [{"role": "user", "content": prompt}],
+            "chosen": [{"role": "assistant", "content": chosen}],
+            "rejected": [{"role": "assistant", "content": rejected}],
+        }
+        for i, (prompt, chosen, rejected) in enumerate(PAIRS)
+    ]
+
+
+def trl_records() -> list[dict]:
+    return [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in records()]
+
+
+@pytest.fixture(scope="module")
+def models(tiny_model_dir):
+    """A policy that differs from its reference, so log-ratios are not zero."""
+    reference = load_model(tiny_model_dir)
+    policy = copy.deepcopy(reference)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for param in policy.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    return policy, reference
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir):
+    return load_tokenizer(tiny_model_dir)
+
+
+def suite_inputs(tokenizer, reference=None) -> dict:
+    """The suite's collated batch of all pairs, with precomputed reference log-probs if a reference is given."""
+    dataset = PreferenceDataset(records(), tokenizer, max_length=1024, max_prompt_length=512)
+    if reference is not None:
+        stored = reference_logps(reference, dataset, tokenizer.pad_token_id, batch_size=2)
+        dataset = PreferenceDataset(records(), tokenizer, max_length=1024, max_prompt_length=512, reference=stored)
+    return PreferenceCollator(tokenizer.pad_token_id)([dataset[i] for i in range(len(dataset))])
+
+
+def rows(input_ids, attention_mask) -> list[list[int]]:
+    return [row[mask.bool()].tolist() for row, mask in zip(input_ids, attention_mask, strict=True)]
+
+
+def as_floats(metrics: dict) -> dict[str, float]:
+    return {k: v.float().mean().item() for k, v in metrics.items()}
+
+
+# ---------------------------------------------------------------- IPO
+
+
+def test_ipo_equals_trl(models, tokenizer, tmp_path):
+    policy, reference = models
+    tau = 0.5
+    trainer = DPOTrainer(
+        model=policy,
+        ref_model=reference,
+        args=DPOConfig(
+            output_dir=str(tmp_path), beta=tau, loss_type=["ipo"], per_device_train_batch_size=len(PAIRS), **TRL_ARGS
+        ),
+        train_dataset=Dataset.from_list(trl_records()),
+        processing_class=tokenizer,
+    )
+    trl_batch = next(iter(trainer.get_train_dataloader()))
+    policy.train()
+    trl_loss = trainer.compute_loss(policy, trl_batch).item()
+    trl_metrics = {k: trainer._metrics["train"][k][-1] for k in PAIRED}
+
+    inputs = suite_inputs(tokenizer, reference)
+    assert sorted(rows(trl_batch["input_ids"], trl_batch["attention_mask"])) == sorted(
+        rows(inputs["input_ids"], inputs["attention_mask"])
+    )
+    assert trl_batch["completion_mask"].sum().item() == (inputs["labels"] != -100).sum().item()
+
+    logps, mask, _ = forward_batch(policy, inputs)
+    output = get_method("ipo").loss(make_batch(logps, mask, inputs["ref_logps"], None), tau=tau)
+    assert abs(trl_loss - (1 / (2 * tau)) ** 2) > 1e-3, "policy equals reference: the comparison would be vacuous"
+    assert output.loss.item() == pytest.approx(trl_loss, abs=1e-5)
+    ours = as_floats(output.metrics)
+    for key in PAIRED:
+        assert ours[key] == pytest.approx(trl_metrics[key], abs=1e-5), key
+
+
+# ---------------------------------------------------------------- SimPO
+
+
+def test_simpo_equals_trl_cpo(models, tokenizer, tmp_path):
+    """CPOTrainer tokenises text itself and adds BOS and a second EOS to our chat-templated sequences, so its own
+    batch differs by construction; its loss is compared on the suite's tokens, fed to its own forward and loss."""
+    from trl.experimental.cpo import CPOConfig, CPOTrainer
+
+    policy, _ = models
+    beta, ratio, smoothing = 2.5, 0.55, 0.1
+    trainer = CPOTrainer(
+        model=policy,
+        args=CPOConfig(
+            output_dir=str(tmp_path),
+            loss_type="simpo",
+            cpo_alpha=0.0,
+            beta=beta,
+            simpo_gamma=ratio * beta,
+            label_smoothing=smoothing,
+            per_device_train_batch_size=len(PAIRS),
+            **{**TRL_ARGS, "max_length": 1024},
+        ),
+        train_dataset=Dataset.from_list(trl_records()),
+        processing_class=tokenizer,
+    )
+    own = trainer.train_dataset[0]
+    inputs = suite_inputs(tokenizer)
+    ours_first = rows(inputs["input_ids"], inputs["attention_mask"])[0]
+    assert own["chosen_input_ids"] == [tokenizer.bos_token_id, *ours_first, tokenizer.eos_token_id]
+
+    n = len(PAIRS)
+    batch = {
+        f"{side}_{key}": inputs[key][part]
+        for side, part in (("chosen", slice(0, n)), ("rejected", slice(n, 2 * n)))
+        for key in ("input_ids", "attention_mask", "labels")
+    }
+    policy.train()
+    trl_loss, trl_metrics = trainer.get_batch_loss_metrics(policy, batch, train_eval="train")
+
+    logps, mask, _ = forward_batch(policy, inputs)
+    output = get_method("simpo").loss(
+        make_batch(logps, mask, None, None), beta=beta, gamma_beta_ratio=ratio, label_smoothing=smoothing
+    )
+    equal_margin = (
+        -F.logsigmoid(torch.tensor(-ratio * beta)) * (1 - smoothing)
+        - F.logsigmoid(torch.tensor(ratio * beta)) * smoothing
+    )
+    assert abs(trl_loss.item() - equal_margin.item()) > 1e-3, "chosen and rejected equally likely: vacuous"
+    assert trl_metrics["nll_loss"] == 0.0
+    assert output.loss.item() == pytest.approx(trl_loss.item(), abs=1e-5)
+    ours = as_floats(output.metrics)
+    for key in PAIRED:
+        assert ours[key] == pytest.approx(trl_metrics[key], abs=1e-5), key
+
+
+# ---------------------------------------------------------------- KTO
+
+
+@pytest.fixture(scope="module")
+def kto_models(tiny_model_dir, tokenizer):
+    """A policy made more likely than the reference on every completion, so KTO's KL reference point is > 0
+    (with a randomly perturbed policy it is clamped to 0 and never enters the loss)."""
+    reference, policy = load_model(tiny_model_dir), load_model(tiny_model_dir)
+    inputs = suite_inputs(tokenizer)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=1e-2)
+    for _ in range(3):
+        logps, mask, _ = forward_batch(policy, inputs)
+        loss = -(logps * mask).sum() / mask.sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return policy, reference
+
+
+def test_kto_equals_trl(kto_models, tokenizer, tmp_path):
+    policy, reference = kto_models
+    beta = 0.5
+    n = len(PAIRS)
+    trl = KTOTrainer(
+        model=policy,
+        ref_model=reference,
+        args=KTOConfig(output_dir=str(tmp_path / "trl"), beta=beta, per_device_train_batch_size=2 * n, **TRL_ARGS),
+        train_dataset=Dataset.from_list(trl_records()),
+        processing_class=tokenizer,
+    )
+    trl_batch = next(iter(trl.get_train_dataloader()))
+    policy.train()
+    trl_loss = trl.compute_loss(policy, trl_batch).item()
+    trl_metrics = {k: trl._metrics["train"][k][-1] for k in [*REWARDS, "kl"]}
+
+    method = get_method("kto")
+    ours = PreferenceTrainer(
+        model=policy,
+        args=TrainingArguments(output_dir=str(tmp_path / "ours"), report_to=[], use_cpu=True),
+        data_collator=PreferenceCollator(tokenizer.pad_token_id),
+        method=method,
+        method_params={**method.defaults, "beta": beta},
+        ref_model=reference,
+    )
+    inputs = suite_inputs(tokenizer)
+    # Same examples in the same order (TRL: chosen ones desirable, then rejected ones), same mismatched KL rows.
+    assert trl_batch["label"].tolist() == [True] * n + [False] * n
+    assert rows(trl_batch["input_ids"], trl_batch["attention_mask"]) == rows(
+        inputs["input_ids"], inputs["attention_mask"]
+    )
+    kl_inputs = mismatched_inputs(inputs)
+    assert rows(trl_batch["KL_input_ids"], trl_batch["KL_attention_mask"]) == rows(
+        kl_inputs["input_ids"], kl_inputs["attention_mask"]
+    )
+    assert trl_batch["KL_completion_mask"].sum().item() == (kl_inputs["labels"] != -100).sum().item()
+
+    policy.train()
+    output = method.loss(ours.preference_batch(policy, inputs), **ours.method_params)
+    assert output.loss.requires_grad
+    assert trl_metrics["kl"] > 1e-4, "the KL reference point is clamped to 0: the comparison would be vacuous"
+    assert abs(trl_loss - 0.5) > 1e-3, "policy equals reference: the comparison would be vacuous"
+    assert output.loss.item() == pytest.approx(trl_loss, abs=1e-5)
+    values = as_floats(output.metrics)
+    for key in [*REWARDS, "kl"]:
+        assert values[key] == pytest.approx(trl_metrics[key], abs=1e-5), key
+    assert not math.isnan(values["rewards/accuracies"])
