@@ -13,9 +13,13 @@ if not workflow.overwrite_configfiles:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
+include: "workflow/rules/onpolicy.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/baselines.smk"
 include: "workflow/rules/eval.smk"
+include: "workflow/rules/capability.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/poc.smk"
 
 
 rule all:

@@ -21,6 +21,8 @@ METHODS: dict[str, str] = {
     "kto": "baselines.kto",
     "simpo": "baselines.simpo",
     "tdpo": "baselines.tdpo",
+    "tis_dpo": "baselines.tis_dpo",
+    "rto": "baselines.rto",
 }
 
 Reference = Literal["none", "precomputed", "live"]
@@ -41,7 +43,10 @@ class Method:
     reference, the reference's, from its one forward): losses over the full
     token distribution (TDPO). ``needs_mismatched_pairs`` asks for the summed
     log-probs of policy and live reference on mismatched (prompt, completion)
-    pairs of the batch (KTO's KL reference point).
+    pairs of the batch (KTO's KL reference point). ``artifact`` names a
+    per-record artifact built by its own rule before training (TIS-DPO's
+    token weights): ``suite.train --artifact`` loads it, checks its
+    tokenisation and hands it to the loss as ``artifact=``.
     """
 
     name: str
@@ -53,6 +58,7 @@ class Method:
     build_modules: Callable[[Any, Mapping[str, Any]], Mapping[str, tuple[Any, float]]] | None = None
     needs_logits: bool = False
     needs_mismatched_pairs: bool = False
+    artifact: str | None = None
 
 
 def method_names() -> list[str]:

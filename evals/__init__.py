@@ -18,6 +18,10 @@ from typing import Protocol, cast
 
 BENCHMARKS: dict[str, str] = {
     "alpaca_eval": "evals.alpaca_eval",
+    "mt_bench": "evals.mt_bench",
+    "arena_hard": "evals.arena_hard",
+    "harmless": "evals.harmless",
+    "capability": "evals.capability",
 }
 
 

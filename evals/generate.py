@@ -6,6 +6,14 @@ are tokenised with the model's chat template exactly as training tokenises
 them (``apply_chat_template`` with the generation prompt), left-padded, and
 only the new tokens are decoded. ``backend`` picks the engine: ``hf``
 (transformers, CPU or one GPU) or ``vllm`` (the cluster's fast path).
+
+Multi-turn benchmarks (MT-Bench) define two optional hooks: ``read_turns(path)``
+(each prompt's user turns) and ``prompt_decodings(path, decoding)`` (each
+prompt's decoding, e.g. FastChat's category temperatures). Their prompts are
+answered turn by turn as FastChat's ``gen_model_answer`` does: turn ``t`` is
+generated with the prompt's earlier user turns and the model's own answers to
+them in the conversation, and ``write_outputs`` receives one list of answers
+per prompt.
 """
 
 from __future__ import annotations
@@ -65,34 +73,42 @@ def _generate_batch(
     return [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 
 
-def _generate_hf(
-    model_dir: Path,
-    conversations: Sequence[Conversation],
-    decoding: Mapping[str, Any],
-    batch_size: int,
-    seed: int,
-) -> list[str]:
+# Answers a batch of conversations, each with its own decoding settings.
+Responder = Callable[[Sequence[Conversation], Sequence[Mapping[str, Any]]], list[str]]
+
+
+def _hf_responder(model_dir: Path, dtype: str, batch_size: int, seed: int) -> Responder:
+    """Load the model once; conversations with the same sampling settings are batched together.
+
+    The random state is reset on every call, so each benchmark's samples depend
+    on the seed alone, not on which benchmarks the same job answered before.
+    """
     tokenizer = load_tokenizer(model_dir)
-    model = load_model(model_dir, dtype=decoding.get("dtype", "float32"))
+    model = load_model(model_dir, dtype=dtype)
     if torch.cuda.is_available():
         model = model.to("cuda")
     model.eval()
-    sampling = _sampling(decoding)
-    set_seed(seed)
-    responses: list[str] = []
-    for start in tqdm(range(0, len(conversations), batch_size), desc="generate", unit="batch"):
-        responses += _generate_batch(model, tokenizer, conversations[start : start + batch_size], sampling)
-    return responses
+
+    def respond(conversations: Sequence[Conversation], decodings: Sequence[Mapping[str, Any]]) -> list[str]:
+        set_seed(seed)
+        groups: dict[str, list[int]] = {}
+        for i, decoding in enumerate(decodings):
+            groups.setdefault(json.dumps(_sampling(decoding), sort_keys=True), []).append(i)
+        responses: list[str] = [""] * len(conversations)
+        for key, members in groups.items():
+            sampling = json.loads(key)
+            for start in tqdm(range(0, len(members), batch_size), desc="generate", unit="batch"):
+                batch = members[start : start + batch_size]
+                texts = _generate_batch(model, tokenizer, [conversations[i] for i in batch], sampling)
+                for i, text in zip(batch, texts, strict=True):
+                    responses[i] = text
+        return responses
+
+    return respond
 
 
-def _generate_vllm(
-    model_dir: Path,
-    conversations: Sequence[Conversation],
-    decoding: Mapping[str, Any],
-    batch_size: int,
-    seed: int,
-) -> list[str]:
-    """vLLM on the cluster; it batches on its own, so ``batch_size`` is unused."""
+def _vllm_responder(model_dir: Path, dtype: str, batch_size: int, seed: int) -> Responder:
+    """vLLM with one sampling-parameter set per conversation (it batches on its own)."""
     try:
         from vllm import LLM, SamplingParams
     except ImportError as exc:
@@ -101,24 +117,88 @@ def _generate_vllm(
             "install it in the cluster environment or use backend 'hf'"
         ) from exc
     spec = resolve(model_dir)
-    llm = LLM(model=spec["name_or_path"], revision=spec["revision"], seed=seed, dtype=decoding.get("dtype", "auto"))
-    params = SamplingParams(
-        temperature=float(decoding.get("temperature", 0.0)),
-        top_p=float(decoding.get("top_p", 1.0)),
-        max_tokens=int(decoding["max_new_tokens"]),
-        seed=seed,
-    )
+    llm = LLM(model=spec["name_or_path"], revision=spec["revision"], seed=seed, dtype=dtype)
     template = load_tokenizer(model_dir).chat_template
-    outputs = llm.chat(
-        [list(c) for c in conversations],
-        sampling_params=params,
-        chat_template=template,
-        add_generation_prompt=True,
-    )
-    return [o.outputs[0].text.strip() for o in outputs]
+
+    def respond(conversations: Sequence[Conversation], decodings: Sequence[Mapping[str, Any]]) -> list[str]:
+        params = [
+            SamplingParams(
+                temperature=float(d.get("temperature", 0.0)),
+                top_p=float(d.get("top_p", 1.0)),
+                max_tokens=int(d["max_new_tokens"]),
+                seed=seed,
+            )
+            for d in decodings
+        ]
+        outputs = llm.chat(
+            [list(c) for c in conversations],
+            sampling_params=params,
+            chat_template=template,
+            add_generation_prompt=True,
+        )
+        return [o.outputs[0].text.strip() for o in outputs]
+
+    return respond
 
 
-BACKENDS: dict[str, Callable[..., list[str]]] = {"hf": _generate_hf, "vllm": _generate_vllm}
+RESPONDERS: dict[str, Callable[[Path, str, int, int], Responder]] = {"hf": _hf_responder, "vllm": _vllm_responder}
+
+
+def converse(
+    respond: Responder, turns: Sequence[Sequence[str]], decodings: Sequence[Mapping[str, Any]]
+) -> list[list[str]]:
+    """Answer every prompt's user turns in order, each turn seeing the earlier turns and answers.
+
+    All prompts' turn ``t`` go to ``respond`` together; a prompt with fewer
+    turns simply drops out of later rounds.
+    """
+    if len(turns) != len(decodings):
+        raise ValueError(f"{len(decodings)} decodings for {len(turns)} prompts")
+    conversations: list[list[dict[str, str]]] = [[] for _ in turns]
+    answers: list[list[str]] = [[] for _ in turns]
+    for t in range(max((len(user_turns) for user_turns in turns), default=0)):
+        active = [i for i, user_turns in enumerate(turns) if t < len(user_turns)]
+        for i in active:
+            conversations[i].append({"role": "user", "content": turns[i][t]})
+        texts = respond([list(conversations[i]) for i in active], [decodings[i] for i in active])
+        if len(texts) != len(active):
+            raise RuntimeError(f"the generator returned {len(texts)} answers for {len(active)} conversations")
+        for i, text in zip(active, texts, strict=True):
+            conversations[i].append({"role": "assistant", "content": text})
+            answers[i].append(text)
+    return answers
+
+
+def make_responder(
+    model_dir: str | Path, dtype: str | None, batch_size: int, seed: int, backend: str = "hf"
+) -> Responder:
+    """Load the model once behind a function that answers batches of conversations."""
+    if backend not in RESPONDERS:
+        raise ValueError(f"unknown generation backend {backend!r}; valid: {', '.join(sorted(RESPONDERS))}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    dtype = dtype or ("auto" if backend == "vllm" else "float32")
+    return RESPONDERS[backend](Path(model_dir), dtype, batch_size, seed)
+
+
+def _shared_dtype(decodings: Sequence[Mapping[str, Any]]) -> str | None:
+    dtypes = {d.get("dtype") for d in decodings} or {None}
+    if len(dtypes) > 1:
+        raise ValueError(f"all prompts must share one dtype, got {sorted(map(str, dtypes))}")
+    return dtypes.pop()
+
+
+def generate_multi_turn(
+    model_dir: str | Path,
+    turns: Sequence[Sequence[str]],
+    decodings: Sequence[Mapping[str, Any]],
+    batch_size: int,
+    seed: int,
+    backend: str = "hf",
+) -> list[list[str]]:
+    """One answer per user turn of every prompt; ``decodings`` holds each prompt's settings (as above)."""
+    respond = make_responder(model_dir, _shared_dtype(decodings), batch_size, seed, backend)
+    return converse(respond, turns, decodings)
 
 
 def generate_responses(
@@ -134,34 +214,53 @@ def generate_responses(
     ``decoding`` holds ``max_new_tokens`` and optionally ``temperature``
     (default 0 = greedy), ``top_p`` and ``dtype``.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown generation backend {backend!r}; valid: {', '.join(sorted(BACKENDS))}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    return BACKENDS[backend](Path(model_dir), conversations, decoding, batch_size, seed)
+    respond = make_responder(model_dir, decoding.get("dtype"), batch_size, seed, backend)
+    return respond(conversations, [decoding] * len(conversations))
+
+
+def answer_benchmark(respond: Responder, benchmark_name: str, prompts: Path, decoding: Mapping[str, Any]) -> list:
+    """A benchmark's responses in the shape its ``write_outputs`` takes (a list of turns for multi-turn ones)."""
+    benchmark = get_benchmark(benchmark_name)
+    if hasattr(benchmark, "read_turns"):  # multi-turn (see the module docstring)
+        turns = benchmark.read_turns(prompts)
+        decodings = (
+            benchmark.prompt_decodings(prompts, decoding)
+            if hasattr(benchmark, "prompt_decodings")
+            else [decoding] * len(turns)
+        )
+        return converse(respond, turns, decodings)
+    conversations = benchmark.read_prompts(prompts)
+    return respond(conversations, [decoding] * len(conversations))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m evals.generate", description=__doc__)
     parser.add_argument("--model", type=Path, required=True, help="model stage directory")
-    parser.add_argument("--benchmark", required=True, choices=benchmark_names())
-    parser.add_argument("--prompts", type=Path, required=True, help="the benchmark's prompt file")
-    parser.add_argument("--decoding", required=True, help="JSON object: max_new_tokens, temperature, top_p, dtype")
+    parser.add_argument(
+        "--task",
+        nargs=4,
+        action="append",
+        required=True,
+        metavar=("BENCHMARK", "PROMPTS", "DECODING", "OUT"),
+        help="a benchmark, its prompt file, its decoding (JSON) and the output file; repeat for more "
+        "benchmarks: the model is loaded once",
+    )
     parser.add_argument("--generator", required=True, help="name recorded with every output")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--backend", choices=sorted(BACKENDS), default="hf")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--backend", choices=sorted(RESPONDERS), default="hf")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    benchmark = get_benchmark(args.benchmark)
-    conversations = benchmark.read_prompts(args.prompts)
-    responses = generate_responses(
-        args.model, conversations, json.loads(args.decoding), args.batch_size, args.seed, args.backend
-    )
-    benchmark.write_outputs(args.prompts, responses, args.generator, args.out)
-    log.info("wrote %d %s outputs to %s", len(responses), args.benchmark, args.out)
+    tasks = [(name, Path(prompts), json.loads(decoding), Path(out)) for name, prompts, decoding, out in args.task]
+    for name, *_ in tasks:
+        if name not in benchmark_names():
+            parser.error(f"unknown benchmark {name!r}; valid: {', '.join(benchmark_names())}")
+    respond = make_responder(args.model, _shared_dtype([t[2] for t in tasks]), args.batch_size, args.seed, args.backend)
+    for name, prompts, decoding, out in tasks:
+        responses = answer_benchmark(respond, name, prompts, decoding)
+        get_benchmark(name).write_outputs(prompts, responses, args.generator, out)
+        log.info("wrote %d %s outputs to %s", len(responses), name, out)
 
 
 if __name__ == "__main__":

@@ -107,3 +107,41 @@ def _check_dataset_references(config: Mapping[str, Any]) -> None:
     for name in config.get("tokenizer", {}).get("corpus", []):
         if name not in datasets:
             raise ConfigError(f"config: tokenizer/corpus: unknown dataset {name!r}; defined: {', '.join(datasets)}")
+        if "onpolicy" in datasets[name]:
+            raise ConfigError(f"config: tokenizer/corpus: {name!r} is on-policy data, sampled by a model that needs it")
+    _check_onpolicy_references(config, need)
+
+
+def _check_onpolicy_references(config: Mapping[str, Any], need: Any) -> None:
+    """On-policy datasets name a variant, a prompt set and a reward model; trained reward models a base and data."""
+    onpolicy = {name: entry["onpolicy"] for name, entry in config["datasets"].items() if "onpolicy" in entry}
+    reward_models = config.get("reward_models", {})
+    for name, spec in onpolicy.items():
+        where = f"config: datasets/{name}/onpolicy"
+        if spec["policy"] not in config["variants"]:
+            raise ConfigError(
+                f"{where}/policy: unknown variant {spec['policy']!r}; configured: {', '.join(config['variants'])}"
+            )
+        if spec["prompts"] == name:
+            raise ConfigError(f"{where}/prompts: a dataset cannot take its prompts from itself")
+        need(spec["prompts"], "preference", f"datasets/{name}/onpolicy/prompts")
+        if spec["reward_model"] not in reward_models:
+            raise ConfigError(
+                f"{where}/reward_model: unknown reward model {spec['reward_model']!r}; "
+                f"defined: {', '.join(reward_models) or '(none)'}"
+            )
+    tiny_archs = {v["model"]["tiny"] for v in config["variants"].values() if "tiny" in v["model"]}
+    for name, entry in reward_models.items():
+        if "train" not in entry:
+            continue
+        where = f"config: reward_models/{name}/train"
+        need(entry["train"]["data"], "preference", f"reward_models/{name}/train/data")
+        if onpolicy.get(entry["train"]["data"], {}).get("reward_model") == name:
+            raise ConfigError(f"{where}/data: {entry['train']['data']!r} is labelled by this reward model itself")
+        base = entry["train"]["base"]
+        if "tiny" in base and base["tiny"] not in tiny_archs:
+            raise ConfigError(f"{where}/base: no variant builds a tiny {base['tiny']!r} model")
+        if "stage" in base:
+            variant, stage = base["stage"].split("/")
+            if variant not in config["variants"] or (stage == "sft" and "sft" not in config["variants"][variant]):
+                raise ConfigError(f"{where}/base: no model stage {base['stage']!r} (variant/init, or variant/sft)")

@@ -8,9 +8,15 @@ that the code which touches hub-specific shapes lives in this one module:
   "score_chosen": float | None, "score_rejected": float | None}`` -- TRL's
   conversational preference format with an explicit prompt;
 * sft (JSON lines): ``{"id", "messages": [system?, user, assistant, ..., assistant]}``;
-* alpaca_eval (JSON list): alpaca_eval's own ``instruction/output/generator/dataset`` records.
+* alpaca_eval (JSON list): alpaca_eval's own ``instruction/output/generator/dataset`` records;
+* mt_bench (JSON lines): FastChat's MT-Bench ``question.jsonl`` records
+  ``{"question_id", "category", "turns": [str, ...], "reference"?: [str, ...]}``;
+* arena_hard (JSON lines): arena-hard-auto's ``question.jsonl`` records
+  ``{"question_id", "category", "cluster"?, "turns": [{"content": str}]}``.
 
-Inputs come from a local ``.jsonl``/``.json`` file or from the Hugging Face hub.
+Inputs come from a local ``.jsonl``/``.json`` file, from the Hugging Face hub,
+or from a pinned URL (``url``: downloaded once into a local cache, see
+:func:`fetch_url`; benchmark files live on GitHub, not on the hub).
 Bad input fails early with a :class:`DataError` that names the file (or hub id
 and split), the 1-based record number and the field, because a silently
 skipped or mangled record would only show up much later as a puzzling
@@ -25,29 +31,39 @@ Command line (exit status 2 on bad data)::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
+import os
 import random
 import re
 import sys
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from suite.io import write_json, write_jsonl
+from suite.io import atomic_path, write_json, write_jsonl
 
-Kind = Literal["preference", "sft", "alpaca_eval"]
-KINDS: tuple[str, ...] = ("preference", "sft", "alpaca_eval")
-FORMATS: tuple[str, ...] = ("ultrafeedback", "hh", "ultrachat", "alpaca_eval")
+Kind = Literal["preference", "sft", "alpaca_eval", "mt_bench", "arena_hard"]
+KINDS: tuple[str, ...] = ("preference", "sft", "alpaca_eval", "mt_bench", "arena_hard")
+FORMATS: tuple[str, ...] = ("ultrafeedback", "hh", "ultrachat", "alpaca_eval", "mt_bench", "arena_hard")
 # Which input formats can feed which output kind.
 KIND_FORMATS: dict[str, tuple[str, ...]] = {
     "preference": ("ultrafeedback", "hh"),
     "sft": ("ultrachat", "ultrafeedback", "hh"),
     "alpaca_eval": ("alpaca_eval",),
+    "mt_bench": ("mt_bench",),
+    "arena_hard": ("arena_hard",),
 }
 ROLES = ("system", "user", "assistant")
-SOURCE_KEYS = frozenset({"format", "path", "hub", "name", "sample"})
+SOURCE_KEYS = frozenset({"format", "path", "hub", "url", "name", "sample"})
+LOCATION_KEYS = ("path", "hub", "url")
+URL_PATTERN = re.compile(r"https?://\S+")
+DOWNLOAD_TIMEOUT_S = 120.0
 HUB_KEYS = frozenset({"id", "split", "revision", "config", "data_dir", "filename"})
 ALPACA_EVAL_FILE = "alpaca_eval_gpt4_baseline.json"
 ALPACA_EVAL_FIELDS = ("instruction", "output", "generator", "dataset")
@@ -89,8 +105,10 @@ def check_source(source: Any, kind: str | None = None) -> str:
         raise DataError(f"source: 'format' must be one of {list(FORMATS)}, got {fmt!r}")
     if kind is not None and fmt not in KIND_FORMATS[kind]:
         raise DataError(f"source: format {fmt!r} cannot produce {kind} data (use one of {list(KIND_FORMATS[kind])})")
-    if ("path" in source) == ("hub" in source):
-        raise DataError("source: give exactly one of 'path' or 'hub'")
+    if sum(key in source for key in LOCATION_KEYS) != 1:
+        raise DataError("source: give exactly one of 'path' or 'hub' (or 'url')")
+    if "url" in source and not (isinstance(source["url"], str) and URL_PATTERN.fullmatch(source["url"])):
+        raise DataError(f"source: 'url' must be an http(s) URL, got {source['url']!r}")
     if "path" in source and not isinstance(source["path"], str | Path):
         raise DataError(f"source: 'path' must be a string, got {type(source['path']).__name__}")
     if "hub" in source:
@@ -138,6 +156,9 @@ def load_records(source: Mapping[str, Any], limit: int | None = None) -> tuple[l
         path = Path(source["path"])
         origin = str(source["path"])
         records = _read_file(path, origin, limit)
+    elif "url" in source:
+        origin = source["url"]
+        records = _read_file(fetch_url(source["url"]), origin, limit)
     else:
         origin = hub_origin(source["hub"], fmt)
         records = _read_hub(source["hub"], fmt, origin, limit)
@@ -149,6 +170,34 @@ def load_records(source: Mapping[str, Any], limit: int | None = None) -> tuple[l
 def _check_limit(limit: int | None) -> None:
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise DataError(f"limit must be a positive integer, got {limit!r}")
+
+
+def download_cache_dir() -> Path:
+    """Where URL sources are cached: ``$AAO_SUITE_CACHE``, else ``$XDG_CACHE_HOME/aao-suite``, else ``~/.cache``."""
+    if os.environ.get("AAO_SUITE_CACHE"):
+        return Path(os.environ["AAO_SUITE_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "aao-suite"
+
+
+def fetch_url(url: str, download: bool = True) -> Path:
+    """Local copy of ``url`` (pin a commit in it: the cache never re-downloads), downloaded on first use.
+
+    The file keeps the URL's base name (its suffix says how to read it) in a
+    directory named by the URL's hash. With ``download=False`` a missing copy
+    is an error, for compute nodes without network access.
+    """
+    name = Path(urllib.parse.urlparse(url).path).name or "download"
+    target = download_cache_dir() / "downloads" / hashlib.sha256(url.encode()).hexdigest()[:16] / name
+    if target.is_file():
+        return target
+    if not download:
+        raise DataError(f"{url}: not downloaded yet (expected at {target}); fetch it on a machine with network")
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, atomic_path(target) as tmp:
+            tmp.write_bytes(response.read())
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        raise DataError(f"{url}: download failed: {exc}") from None
+    return target
 
 
 def _read_file(path: Path, origin: str, limit: int | None) -> list[dict]:
@@ -475,6 +524,85 @@ def normalise_alpaca_eval(records: Sequence[Any], origin: str, *, positions: Seq
     return out
 
 
+def _question_id(record: Mapping[str, Any], where: Where, seen: dict[Any, int]) -> int | str:
+    """A benchmark question id: a non-negative integer or a non-empty string, unique in the file."""
+    qid = _required(record, "question_id", where)
+    if isinstance(qid, bool) or not ((isinstance(qid, int) and qid >= 0) or (isinstance(qid, str) and qid.strip())):
+        raise where.error("question_id", f"expected a non-negative integer or a non-empty string, got {qid!r}")
+    if qid in seen:
+        raise where.error("question_id", f"duplicate of record {seen[qid]}")
+    seen[qid] = where.number
+    return qid
+
+
+def _strings(value: Any, field: str, where: Where) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise where.error(field, f"expected a non-empty list of strings, got {_type_name(value)}")
+    return [_text(item, f"{field}[{i}]", where) for i, item in enumerate(value)]
+
+
+def normalise_mt_bench(records: Sequence[Any], origin: str, *, positions: Sequence[int] | None = None) -> list[dict]:
+    """Validate FastChat MT-Bench questions (two turns each in MT-Bench; one or two are accepted)."""
+    if not records:
+        raise DataError(f"{origin}: no records")
+    out, seen = [], {}
+    for position, raw in zip(_positions(records, positions), records, strict=True):
+        where = Where(origin, position + 1)
+        record = _mapping(raw, where)
+        clean: dict[str, Any] = {
+            "question_id": _question_id(record, where, seen),
+            "category": _text(_required(record, "category", where), "category", where),
+            "turns": _strings(_required(record, "turns", where), "turns", where),
+        }
+        if len(clean["turns"]) > 2:
+            raise where.error("turns", f"MT-Bench questions have one or two turns, got {len(clean['turns'])}")
+        if record.get("reference") is not None:
+            reference = _list(record["reference"], "reference", where)
+            for i, text in enumerate(reference):
+                if not isinstance(text, str):  # FastChat's own file has an empty one
+                    raise where.error(f"reference[{i}]", f"expected a string, got {_type_name(text)}")
+            clean["reference"] = reference
+        out.append(clean)
+    return out
+
+
+def _list(value: Any, field: str, where: Where) -> list:
+    if not isinstance(value, list):
+        raise where.error(field, f"expected a list, got {_type_name(value)}")
+    return value
+
+
+def normalise_arena_hard(records: Sequence[Any], origin: str, *, positions: Sequence[int] | None = None) -> list[dict]:
+    """Validate arena-hard-auto questions: one user turn each, as ``{"content": str}``."""
+    if not records:
+        raise DataError(f"{origin}: no records")
+    out, seen = [], {}
+    for position, raw in zip(_positions(records, positions), records, strict=True):
+        where = Where(origin, position + 1)
+        record = _mapping(raw, where)
+        qid = _question_id(record, where, seen)
+        turns = _list(_required(record, "turns", where), "turns", where)
+        if len(turns) != 1:
+            raise where.error("turns", f"arena-hard prompts have exactly one turn, got {len(turns)}")
+        if not isinstance(turns[0], Mapping) or "content" not in turns[0]:
+            raise where.error("turns[0].content", "missing (each turn is an object with a 'content' string)")
+        clean: dict[str, Any] = {
+            "question_id": qid,
+            "category": _text(_required(record, "category", where), "category", where),
+            "turns": [{"content": _text(turns[0]["content"], "turns[0].content", where)}],
+        }
+        if record.get("cluster") is not None:
+            clean["cluster"] = _text(record["cluster"], "cluster", where)
+        out.append(clean)
+    return out
+
+
+QUESTION_NORMALISERS: dict[str, Callable[..., list[dict]]] = {
+    "mt_bench": normalise_mt_bench,
+    "arena_hard": normalise_arena_hard,
+}
+
+
 # --------------------------------------------------------------------------- prepare + CLI
 
 
@@ -506,6 +634,8 @@ def prepare(
     if kind == "alpaca_eval":
         write_json(out, normalise_alpaca_eval(records, origin, positions=positions))
         return len(records)
+    if kind in QUESTION_NORMALISERS:
+        return write_jsonl(out, QUESTION_NORMALISERS[kind](records, origin, positions=positions))
     normalise = normalise_preference if kind == "preference" else normalise_sft
     return write_jsonl(out, normalise(records, origin, fmt, name=name, positions=positions))
 

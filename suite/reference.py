@@ -33,12 +33,13 @@ def reference_logps(
     starts = range(0, len(dataset), batch_size)
     for start in tqdm(starts, desc="reference log-probs", unit="batch"):
         items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        logps, mask, _ = forward_batch(model, collator(items))
+        inputs = {k: v.to(model.device) if isinstance(v, Tensor) else v for k, v in collator(items).items()}
+        logps, mask, _ = forward_batch(model, inputs)
         for row, item in enumerate(items):
             chosen, rejected = row, row + len(items)
             out[item["id"]] = {
-                "chosen": logps[chosen][mask[chosen].bool()].clone(),
-                "rejected": logps[rejected][mask[rejected].bool()].clone(),
+                "chosen": logps[chosen][mask[chosen].bool()].cpu(),
+                "rejected": logps[rejected][mask[rejected].bool()].cpu(),
             }
     return out
 
@@ -69,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     training = json.loads(args.training)
     tokenizer = load_tokenizer(args.model)
     model = load_model(args.model, training.get("dtype", "float32"))
+    if torch.cuda.is_available():
+        model = model.to("cuda")
     dataset = PreferenceDataset(read_jsonl(args.data), tokenizer, training["max_length"], training["max_prompt_length"])
     logps = reference_logps(model, dataset, tokenizer.pad_token_id, training["reference_batch_size"])
     fingerprint = tokenization_fingerprint(tokenizer, training["max_length"], training["max_prompt_length"])

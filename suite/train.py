@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import TrainingArguments
 
 from baselines import get_method
@@ -27,20 +28,37 @@ def run_training(
     training: Mapping[str, Any],
     checkpoints: Path,
     out: Path,
+    swap_pairs: bool = False,
+    artifact: Path | None = None,
 ) -> list[dict]:
-    """Train ``model_dir`` on ``data`` under a registered method; returns the log history."""
+    """Train ``model_dir`` on ``data`` under a registered method; returns the log history.
+
+    ``swap_pairs`` trains on every pair with chosen and rejected swapped (and
+    the reference's log-probs with them): TIS-DPO's reverse-DPO model.
+    ``artifact`` is the method's precomputed artifact (``Method.artifact``).
+    """
     method = get_method(method_name)
     params = {**method.defaults, **method_params}
     tokenizer = load_tokenizer(model_dir)
     dtype = training.get("dtype", "float32")
+    fingerprint = tokenization_fingerprint(tokenizer, training["max_length"], training["max_prompt_length"])
     stored = None
     if method.reference == "precomputed":
         if reference is None:
             raise ValueError(f"method {method_name!r} needs precomputed reference log-probs (--reference)")
-        fingerprint = tokenization_fingerprint(tokenizer, training["max_length"], training["max_prompt_length"])
         stored = load_reference(reference, fingerprint)
+    if (artifact is None) != (method.artifact is None):
+        need = f"its {method.artifact} artifact (--artifact)" if method.artifact else "no artifact"
+        raise ValueError(f"method {method_name!r} needs {need}")
+    if artifact is not None:
+        params["artifact"] = load_artifact(artifact, method.artifact, fingerprint)
+    records = read_jsonl(data)
+    if swap_pairs:
+        records = [{**r, "chosen": r["rejected"], "rejected": r["chosen"]} for r in records]
+        if stored is not None:
+            stored = {key: {"chosen": ref["rejected"], "rejected": ref["chosen"]} for key, ref in stored.items()}
     dataset = PreferenceDataset(
-        read_jsonl(data), tokenizer, training["max_length"], training["max_prompt_length"], reference=stored
+        records, tokenizer, training["max_length"], training["max_prompt_length"], reference=stored
     )
     trainer = PreferenceTrainer(
         model=load_model(model_dir, dtype),
@@ -56,6 +74,19 @@ def run_training(
     return trainer.state.log_history
 
 
+def load_artifact(path: Path, kind: str, fingerprint: str) -> dict[str, Any]:
+    """A method's stored artifact ({"kind", "fingerprint", "values", ...}), refusing another kind or tokenisation."""
+    stored = torch.load(path, weights_only=True)
+    if stored.get("kind") != kind:
+        raise ValueError(f"{path}: holds a {stored.get('kind')!r} artifact, the method needs {kind!r}")
+    if stored.get("fingerprint") != fingerprint:
+        raise ValueError(
+            f"{path}: the {kind} artifact was computed with tokenisation {stored.get('fingerprint')}, "
+            f"training uses {fingerprint}; rerun its rule"
+        )
+    return stored
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m suite.train", description=__doc__)
     parser.add_argument("--method", required=True)
@@ -67,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--checkpoints", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--log-history", type=Path, required=True)
+    parser.add_argument("--swap-pairs", action="store_true", help="swap chosen and rejected (reverse DPO)")
+    parser.add_argument("--artifact", type=Path, help="the method's precomputed artifact (e.g. TIS-DPO's weights)")
     args = parser.parse_args(argv)
     history = run_training(
         args.method,
@@ -77,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         json.loads(args.training),
         args.checkpoints,
         args.out,
+        swap_pairs=args.swap_pairs,
+        artifact=args.artifact,
     )
     write_json(args.log_history, history)
 

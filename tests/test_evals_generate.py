@@ -50,9 +50,9 @@ def test_cli_writes_alpaca_eval_model_outputs(tiny_model_dir: Path, tmp_path: Pa
     out = tmp_path / "outputs" / "model_outputs.json"
     main(
         [
-            *("--model", str(tiny_model_dir), "--benchmark", "alpaca_eval", "--prompts", str(prompts)),
-            *("--decoding", json.dumps(GREEDY), "--generator", "tiny-dpo"),
-            *("--batch-size", "2", "--seed", "0", "--out", str(out)),
+            *("--model", str(tiny_model_dir), "--generator", "tiny-dpo"),
+            *("--task", "alpaca_eval", str(prompts), json.dumps(GREEDY), str(out)),
+            *("--batch-size", "2", "--seed", "0"),
         ]
     )
     written = json.loads(out.read_text())

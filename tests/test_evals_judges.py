@@ -135,11 +135,11 @@ def test_missing_key_variable_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_registry_rejects_unknown_backends_and_keys() -> None:
-    with pytest.raises(ValueError, match="offline, openai"):
+    with pytest.raises(ValueError, match="hf, offline, openai"):
         make_judge({"backend": "claude"})
     with pytest.raises(ValueError, match="modle"):
         make_judge({"backend": "openai", "modle": "typo"})
-    assert set(JUDGES) == {"openai", "offline"}
+    assert set(JUDGES) == {"openai", "offline", "hf"}
 
 
 def request(template: str = "t@1", **payload: Any) -> JudgeRequest:

@@ -10,7 +10,5 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_ruff_clean() -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "."], cwd=REPO, capture_output=True, text=True
-    )
+    run = subprocess.run([sys.executable, "-m", "ruff", "check", "."], cwd=REPO, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr

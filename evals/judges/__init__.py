@@ -13,6 +13,7 @@ from typing import Any
 
 from evals.judges.base import Judge, JudgeError, JudgeReply, JudgeRequest, complete_all
 from evals.judges.cache import CachedJudge
+from evals.judges.hf_local import make_hf_judge
 
 
 def _openai(config: Mapping[str, Any]) -> Judge:
@@ -32,6 +33,7 @@ def _offline(config: Mapping[str, Any]) -> Judge:
 JUDGES: dict[str, Callable[[Mapping[str, Any]], Judge]] = {
     "openai": _openai,
     "offline": _offline,
+    "hf": make_hf_judge,
 }
 
 

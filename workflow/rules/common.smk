@@ -12,6 +12,9 @@ VARIANTS = list(config["variants"])
 METHODS = list(config["methods"])
 BENCHMARKS = list(config["benchmarks"])
 DATASETS = list(config["datasets"])
+# On-policy datasets are built by workflow/rules/onpolicy.smk; prepare_data builds the others.
+ONPOLICY_DATASETS = [name for name, entry in config["datasets"].items() if "onpolicy" in entry]
+PREPARED_DATASETS = [name for name in DATASETS if name not in ONPOLICY_DATASETS]
 TINY_ARCHS = sorted({v["model"]["tiny"] for v in config["variants"].values() if "tiny" in v["model"]})
 
 

@@ -10,6 +10,7 @@ rule prepare_data:
     output:
         "results/data/{dataset}.{ext}",
     wildcard_constraints:
+        dataset=alternatives(PREPARED_DATASETS),
         ext="json|jsonl",
     params:
         kind=lambda w: config["datasets"][w.dataset]["kind"],

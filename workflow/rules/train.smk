@@ -19,12 +19,18 @@ rule reference_logps:
         "--out {output} > {log} 2>&1"
 
 
+# Trained by rules of their own (workflow/rules/baselines.smk): TIS-DPO needs its token weights, RTO is PPO.
+OWN_TRAINING_RULE = ("tis_dpo", "rto")
+
+
 rule train:
     input:
         unpack(train_inputs),
     output:
         model=directory("results/train/{variant}/{method}/model"),
         history="results/train/{variant}/{method}/log_history.json",
+    wildcard_constraints:
+        method=alternatives([m for m in METHODS if m not in OWN_TRAINING_RULE]),
     params:
         training=lambda w: as_json(training_block(w)),
         method_params=lambda w: as_json(method_params(w)),

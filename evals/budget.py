@@ -1,0 +1,532 @@
+"""Cost guard for paid judge APIs: how many calls a run will make, how many tokens, and what they cost.
+
+Before a run, ``python -m evals.budget --config workflow/config/paper.yaml``
+prints per benchmark the judge calls of every (variant, method), minus those
+already answered in the judge cache, the prompt and completion tokens they
+carry and their cost in USD. Where a model's outputs exist
+(``results/generations/``) the requests are built exactly as the benchmark
+will send them; where they do not exist yet, from the prompt set with an
+assumed response of :data:`ASSUMED_RESPONSE_WORDS` words (marked
+``estimated``). Prompt tokens are counted with tiktoken when its encoding is
+available (it downloads the encoding once) and as characters / 4 otherwise;
+completion tokens are the requests' ``max_tokens``, an upper bound.
+
+Prices: USD per 1M input / output tokens, :data:`DEFAULT_PRICES` (list prices
+of the OpenAI models the suite's protocols name) extended or overridden by the
+config's ``judge.prices`` (``{model: {input: x, output: y}}``); edit them when
+prices change. An ``openai`` judge on OpenAI's own endpoint is paid; on another
+endpoint (``base_url``, e.g. a vLLM server) it is free unless its model is
+priced; ``offline`` and ``hf`` judges are free.
+
+The guard in the evaluate step: with ``judge.max_budget_usd`` set, an evaluate
+step whose estimated spend (its uncached calls) exceeds the budget refuses to
+start, and with ``judge.confirm: true`` every step that would spend anything
+refuses, unless the environment has ``AAO_CONFIRM_SPEND=1``. The budget is per
+evaluate step (one model on one benchmark), where a misconfiguration (wrong
+judge, a full eval set instead of a subset) shows; ``--check`` applies the same
+budget to the whole run's total. Benchmarks call :func:`guard` before judging;
+for those that do not, the workflow runs ``python -m evals.budget --step ...``
+first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sqlite3
+import sys
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from evals.judges import JudgeReply, JudgeRequest
+from evals.judges.base import Judge
+from evals.judges.cache import cache_key
+
+log = logging.getLogger(__name__)
+
+CONFIRM_ENV = "AAO_CONFIRM_SPEND"
+BUDGET_KEYS = ("max_budget_usd", "confirm", "prices")
+# USD per 1M tokens (input, output): OpenAI list prices; override or extend with judge.prices in the config.
+DEFAULT_PRICES: dict[str, dict[str, float]] = {
+    "gpt-4-1106-preview": {"input": 10.0, "output": 30.0},
+    "gpt-4-0125-preview": {"input": 10.0, "output": 30.0},
+    "gpt-4-turbo": {"input": 10.0, "output": 30.0},
+    "gpt-4-turbo-2024-04-09": {"input": 10.0, "output": 30.0},
+    "gpt-4": {"input": 30.0, "output": 60.0},
+    "gpt-4-0613": {"input": 30.0, "output": 60.0},
+    "gpt-4-0314": {"input": 30.0, "output": 60.0},
+    "gpt-4o": {"input": 2.5, "output": 10.0},
+    "gpt-4o-2024-08-06": {"input": 2.5, "output": 10.0},
+    "gpt-4o-mini": {"input": 0.15, "output": 0.6},
+}
+TOKENS_PER_MESSAGE = 4  # chat formatting overhead per message, and once more for the reply's priming
+CHARS_PER_TOKEN = 4
+ASSUMED_RESPONSE_WORDS = 400
+DEFAULT_CACHE = "cache/judge.sqlite"  # under the results directory, as the workflow's evaluate rule uses it
+
+
+class BudgetError(RuntimeError):
+    """A run would spend more than the configured budget, or needs an explicit confirmation."""
+
+
+# --------------------------------------------------------------------------- judge settings
+
+
+def backend_config(judge_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The judge config without the budget keys, as the judge backends take it."""
+    return {k: v for k, v in judge_config.items() if k not in BUDGET_KEYS}
+
+
+def budget_settings(judge_config: Mapping[str, Any]) -> dict[str, Any]:
+    """Only the budget keys of a judge config."""
+    return {k: v for k, v in judge_config.items() if k in BUDGET_KEYS}
+
+
+def prices(judge_config: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    return {**DEFAULT_PRICES, **(judge_config.get("prices") or {})}
+
+
+def price(judge_config: Mapping[str, Any]) -> dict[str, float] | None:
+    """USD per 1M input/output tokens of the configured judge model, or None when it is not priced."""
+    model = judge_config.get("model")
+    return prices(judge_config).get(model) if isinstance(model, str) else None
+
+
+def is_paid(judge_config: Mapping[str, Any]) -> bool:
+    """OpenAI's own endpoint always; another endpoint only when its model is priced; local judges never."""
+    if judge_config.get("backend") != "openai":
+        return False
+    return judge_config.get("base_url") is None or price(judge_config) is not None
+
+
+def judge_name(judge_config: Mapping[str, Any]) -> str:
+    """The name the backend will give the judge (part of every cache key), without building the judge."""
+    backend = judge_config.get("backend")
+    if backend == "openai":
+        return f"openai:{judge_config['model']}"
+    if backend == "offline":
+        from evals.judges.offline import NAME
+
+        return NAME
+    if backend == "hf":
+        from evals.judges.hf_local import HFConfig
+        from evals.judges.hf_local import judge_name as hf_name
+
+        return hf_name(HFConfig.from_mapping(backend_config({k: v for k, v in judge_config.items() if k != "backend"})))
+    raise ValueError(f"unknown judge backend {backend!r}")
+
+
+# --------------------------------------------------------------------------- counting
+
+
+@cache
+def _encoding(model: str) -> Any:
+    """tiktoken's encoding for ``model`` (cl100k_base when unknown), or None when it cannot be loaded."""
+    try:
+        import tiktoken
+
+        try:
+            return tiktoken.encoding_for_model(model)
+        except KeyError:
+            return tiktoken.get_encoding("cl100k_base")
+    except Exception as exc:  # no network for the encoding file, no tiktoken: fall back to characters / 4
+        log.info("tiktoken unavailable (%s: %s); counting tokens as characters / %d", type(exc).__name__, exc, 4)
+        return None
+
+
+def count_tokens(text: str, model: str | None) -> int:
+    encoding = _encoding(model or "")
+    if encoding is None:
+        return -(-len(text) // CHARS_PER_TOKEN)
+    return len(encoding.encode(text, disallowed_special=()))
+
+
+def prompt_tokens(request: JudgeRequest, model: str | None) -> int:
+    return sum(count_tokens(m["content"], model) + TOKENS_PER_MESSAGE for m in request.messages) + TOKENS_PER_MESSAGE
+
+
+def cached_keys(cache_path: str | Path | None, judge: str, requests: Sequence[JudgeRequest]) -> list[bool]:
+    """Which requests already have a reply in the cache (read-only; a missing file has none)."""
+    if cache_path is None or not Path(cache_path).is_file():
+        return [False] * len(requests)
+    db = sqlite3.connect(f"file:{Path(cache_path).resolve()}?mode=ro", uri=True, timeout=30)
+    try:
+        return [
+            db.execute("SELECT 1 FROM replies WHERE key = ?", (cache_key(judge, r),)).fetchone() is not None
+            for r in requests
+        ]
+    except sqlite3.OperationalError:  # a cache file without the table yet
+        return [False] * len(requests)
+    finally:
+        db.close()
+
+
+@dataclass
+class Estimate:
+    """Judge calls and their cost; ``cost_usd`` is None for a paid judge without a price."""
+
+    calls: int = 0
+    cached: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    paid: bool = False
+    cost_usd: float | None = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def to_call(self) -> int:
+        return self.calls - self.cached
+
+    def add(self, other: Estimate) -> None:
+        self.calls += other.calls
+        self.cached += other.cached
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.paid = self.paid or other.paid
+        self.cost_usd = None if self.cost_usd is None or other.cost_usd is None else self.cost_usd + other.cost_usd
+        self.notes += [n for n in other.notes if n not in self.notes]
+
+
+def estimate(
+    judge_config: Mapping[str, Any], requests: Sequence[JudgeRequest], cache_path: str | Path | None
+) -> Estimate:
+    """Calls, cache hits, tokens and cost of the requests not yet in the cache."""
+    hits = cached_keys(cache_path, judge_name(judge_config), requests)
+    model = judge_config.get("model")
+    todo = [r for r, hit in zip(requests, hits, strict=True) if not hit]
+    result = Estimate(
+        calls=len(requests),
+        cached=sum(hits),
+        input_tokens=sum(prompt_tokens(r, model) for r in todo),
+        output_tokens=sum(r.max_tokens for r in todo),
+        paid=is_paid(judge_config),
+    )
+    if result.paid:
+        rate = price(judge_config)
+        if rate is None:
+            result.cost_usd = None
+            result.notes.append(f"no price for judge model {model!r}: add it to judge.prices")
+        else:
+            result.cost_usd = (result.input_tokens * rate["input"] + result.output_tokens * rate["output"]) / 1e6
+    return result
+
+
+# --------------------------------------------------------------------------- the guard
+
+
+def refusal(estimate: Estimate, settings: Mapping[str, Any], what: str) -> str | None:
+    """Why a spend needs confirmation, or None when it may go ahead without one."""
+    if not estimate.paid or estimate.to_call == 0:
+        return None
+    budget = settings.get("max_budget_usd")
+    cost = "unknown (no price)" if estimate.cost_usd is None else f"${estimate.cost_usd:.2f}"
+    spend = (
+        f"{what}: {estimate.to_call} judge calls ({estimate.cached} of {estimate.calls} cached), "
+        f"~{estimate.input_tokens} prompt + <={estimate.output_tokens} completion tokens, estimated cost {cost}"
+    )
+    if budget is not None and (estimate.cost_usd is None or estimate.cost_usd > budget):
+        return f"{spend} exceeds judge.max_budget_usd = ${budget:.2f}"
+    if settings.get("confirm"):
+        return f"{spend}; judge.confirm is true"
+    return None
+
+
+def confirmed() -> bool:
+    return os.environ.get(CONFIRM_ENV) == "1"
+
+
+def check(found: Estimate, settings: Mapping[str, Any], what: str) -> None:
+    """Raise BudgetError when ``found`` needs a confirmation that the environment does not give."""
+    reason = refusal(found, settings, what)
+    if reason is None:
+        return
+    if confirmed():
+        log.warning("%s; going ahead because %s=1", reason, CONFIRM_ENV)
+        return
+    raise BudgetError(
+        f"{reason}. Refusing to call the judge: set {CONFIRM_ENV}=1 to confirm this spend, or raise "
+        "judge.max_budget_usd (or set judge.confirm: false) in the config. "
+        "`python -m evals.budget --config <config>` shows the whole run."
+    )
+
+
+def guard(
+    judge_config: Mapping[str, Any],
+    requests: Sequence[JudgeRequest],
+    cache_path: str | Path | None,
+    what: str = "this evaluation",
+) -> Estimate:
+    """Refuse (BudgetError) a spend over ``judge.max_budget_usd``, or any spend with ``judge.confirm``, unconfirmed.
+
+    ``judge_config`` is the judge's config with its budget keys; without
+    ``max_budget_usd`` and ``confirm`` nothing is counted or refused.
+    """
+    settings = budget_settings(judge_config)
+    if settings.get("max_budget_usd") is None and not settings.get("confirm"):
+        return Estimate()
+    found = estimate(judge_config, requests, cache_path)
+    check(found, settings, what)
+    return found
+
+
+# --------------------------------------------------------------------------- request planners
+
+
+class _Recorder(Judge):
+    """Collects a benchmark's requests and answers with a neutral reply, so its own code builds them."""
+
+    name = "budget-recorder"
+    is_offline = True
+
+    def __init__(self) -> None:
+        self.requests: list[JudgeRequest] = []
+
+    def complete(self, request: JudgeRequest) -> JudgeReply:
+        self.requests.append(request)
+        return JudgeReply(text="m", top_logprobs=[{"m": -0.69, "M": -0.69}], raw={})
+
+
+def _alpaca_eval_requests(outputs: Path, reference: Path, options: Mapping[str, Any]) -> list[JudgeRequest]:
+    """AlpacaEval's requests, built by its own annotate() (order swap and identical-output ties included)."""
+    import warnings
+
+    from evals import alpaca_eval
+    from suite.io import read_json
+
+    recorder = _Recorder()
+    pairs = alpaca_eval.pair_outputs(read_json(reference), read_json(outputs))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.getLogger("evals.alpaca_eval").disabled = True
+        try:
+            alpaca_eval.annotate(pairs, recorder, alpaca_eval.load_annotator())
+        finally:
+            logging.getLogger("evals.alpaca_eval").disabled = False
+    return recorder.requests
+
+
+Planner = Callable[[Path, Path, Mapping[str, Any]], list[JudgeRequest]]
+# Benchmarks whose module has no ``judge_requests(outputs, reference, options)`` of its own.
+PLANNERS: dict[str, Planner] = {"alpaca_eval": _alpaca_eval_requests}
+
+
+def planner(benchmark: str) -> Planner | None:
+    from evals import get_benchmark
+
+    module = get_benchmark(benchmark)
+    return getattr(module, "judge_requests", None) or PLANNERS.get(benchmark)
+
+
+def grader_config(benchmark: str, judge_config: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    """The judge a benchmark will use (a benchmark may route to its own, e.g. harmless's classifier)."""
+    from evals import get_benchmark
+
+    module = get_benchmark(benchmark)
+    if hasattr(module, "grader_judge_config"):
+        chosen = module.grader_judge_config(judge_config, module.Options.from_mapping(options))
+    else:
+        chosen = backend_config(judge_config)
+    return {**chosen, **budget_settings(judge_config)}
+
+
+def step_estimate(
+    benchmark: str,
+    judge_config: Mapping[str, Any],
+    outputs: Path,
+    reference: Path,
+    cache_path: str | Path | None,
+    options: Mapping[str, Any] | None = None,
+) -> tuple[Estimate, dict[str, Any]]:
+    """The estimate of one evaluate step, and the judge config it is for."""
+    options = options or {}
+    chosen = grader_config(benchmark, judge_config, options)
+    plan = planner(benchmark)
+    if plan is None:
+        unknown = Estimate(paid=is_paid(chosen), cost_usd=None if is_paid(chosen) else 0.0)
+        unknown.notes.append(f"{benchmark} cannot be estimated: its module has no judge_requests()")
+        return unknown, chosen
+    return estimate(chosen, plan(outputs, reference, options), cache_path), chosen
+
+
+# --------------------------------------------------------------------------- the run table
+
+
+def dataset_file(config: Mapping[str, Any], results: Path, name: str) -> Path:
+    """Where the workflow writes a prepared data set (as workflow/rules/common.smk names it)."""
+    suffix = "json" if config["datasets"][name]["kind"] == "alpaca_eval" else "jsonl"
+    return results / "data" / f"{name}.{suffix}"
+
+
+def _placeholder_outputs(benchmark: str, prompts: Path, out: Path) -> None:
+    """The benchmark's outputs file with an assumed response to every prompt (turn)."""
+    from evals import get_benchmark
+
+    module = get_benchmark(benchmark)
+    text = " ".join(["word"] * ASSUMED_RESPONSE_WORDS)
+    responses: list[Any]
+    if hasattr(module, "read_turns"):
+        responses = [[text] * len(turns) for turns in module.read_turns(prompts)]
+    else:
+        responses = [text] * len(module.read_prompts(prompts))
+    module.write_outputs(prompts, responses, "budget-placeholder", out)
+
+
+@dataclass
+class Row:
+    benchmark: str
+    judge: str
+    models: int
+    exact: int
+    estimate: Estimate
+    prompts_ready: bool = True
+
+
+def plan_run(config: Mapping[str, Any], results: Path) -> list[Row]:
+    """One row per benchmark: its judge calls over every (variant, method) of the config."""
+    from evals import get_benchmark
+
+    cache_path = results / DEFAULT_CACHE
+    rows = []
+    for benchmark, block in config["benchmarks"].items():
+        module = get_benchmark(benchmark)
+        options = block.get("options") or {}
+        # the top-level judge with the benchmark's overrides, as workflow/rules/eval.smk passes it
+        judge_config = {**(config.get("judge") or {"backend": "offline"}), **block.get("judge", {})}
+        if getattr(module, "NEEDS_GENERATION", True) is False:
+            rows.append(Row(benchmark, "none", 0, 0, Estimate(notes=[f"{benchmark}: no judge"])))
+            continue
+        chosen = grader_config(benchmark, judge_config, options)
+        total, exact, models = Estimate(paid=is_paid(chosen)), 0, 0
+        prompts = dataset_file(config, results, block["prompts"])
+        with tempfile.TemporaryDirectory() as tmp:
+            placeholder = Path(tmp) / f"{benchmark}.json"
+            for variant in config["variants"]:
+                for method in config["methods"]:
+                    models += 1
+                    outputs = results / "generations" / variant / method / f"{benchmark}.json"
+                    if outputs.is_file():
+                        exact += 1
+                    elif prompts.is_file():
+                        if not placeholder.exists():
+                            _placeholder_outputs(benchmark, prompts, placeholder)
+                        outputs = placeholder
+                    else:
+                        continue
+                    found, _ = step_estimate(benchmark, judge_config, outputs, prompts, cache_path, options)
+                    total.add(found)
+        if not prompts.is_file() and exact < models:
+            total.cost_usd = None if total.paid else total.cost_usd
+            total.notes.append(f"{benchmark}: {prompts} is not prepared yet: run `snakemake {prompts}` first")
+        elif exact < models:
+            total.notes.append(
+                f"{benchmark}: {models - exact} of {models} models have no outputs yet: "
+                f"assumed {ASSUMED_RESPONSE_WORDS}-word responses"
+            )
+        name = judge_name(chosen) if chosen.get("backend") != "hf" else f"hf:{chosen.get('model')}"
+        rows.append(Row(benchmark, name, models, exact, total, prompts.is_file()))
+    return rows
+
+
+def format_table(rows: Sequence[Row], settings: Mapping[str, Any]) -> str:
+    header = ("benchmark", "judge", "outputs", "calls", "cached", "to call", "prompt tok", "compl tok", "cost USD")
+    lines = [header]
+    total = Estimate()
+    for row in rows:
+        e = row.estimate
+        total.add(e)
+        cost = "n/a" if e.cost_usd is None else f"{e.cost_usd:.2f}"
+        missing = "" if row.exact == row.models else " (estimated)" if row.prompts_ready else " (unknown)"
+        outputs = f"{row.exact}/{row.models}{missing}"
+        outputs = outputs if row.models else "-"
+        counts = map(str, (e.calls, e.cached, e.to_call, e.input_tokens, e.output_tokens))
+        lines.append((row.benchmark, row.judge, outputs, *counts, cost))
+    total_cost = "n/a" if total.cost_usd is None else f"{total.cost_usd:.2f}"
+    counts = map(str, (total.calls, total.cached, total.to_call, total.input_tokens, total.output_tokens))
+    lines.append(("TOTAL", "", "", *counts, total_cost))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    budget = settings.get("max_budget_usd")
+    text.append("")
+    text.append(f"judge.max_budget_usd: {'not set' if budget is None else f'${budget:.2f}'} (per evaluate step)")
+    text.append(f"judge.confirm: {bool(settings.get('confirm'))}; confirm a spend with {CONFIRM_ENV}=1")
+    text += [f"note: {n}" for row in rows for n in row.estimate.notes]
+    return "\n".join(text)
+
+
+def run_total(rows: Sequence[Row]) -> Estimate:
+    total = Estimate()
+    for row in rows:
+        total.add(row.estimate)
+    return total
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def _load_config(path: Path) -> dict[str, Any]:
+    import yaml
+
+    from suite.config import validate_config
+
+    return validate_config(yaml.safe_load(path.read_text()))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m evals.budget", description=__doc__)
+    parser.add_argument("--config", type=Path, help="workflow config YAML: print the run's judge-cost table")
+    parser.add_argument("--results", type=Path, default=Path("results"), help="the workflow's results directory")
+    parser.add_argument("--check", action="store_true", help="with --config: apply the budget to the run total")
+    step = parser.add_argument_group("one evaluate step (what the workflow runs before judging)")
+    step.add_argument("--step", action="store_true")
+    step.add_argument("--benchmark")
+    step.add_argument("--outputs", type=Path)
+    step.add_argument("--reference", type=Path)
+    step.add_argument("--judge", help="judge config as JSON, budget keys included")
+    step.add_argument("--cache", type=Path)
+    step.add_argument("--options", default="{}")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    try:
+        if args.step:
+            missing = [f"--{k}" for k in ("benchmark", "outputs", "reference", "judge") if getattr(args, k) is None]
+            if missing:
+                parser.error(f"--step needs {', '.join(missing)}")
+            judge_config = json.loads(args.judge)
+            settings = budget_settings(judge_config)
+            if settings.get("max_budget_usd") is None and not settings.get("confirm"):
+                return 0
+            options = json.loads(args.options)
+            found, _ = step_estimate(args.benchmark, judge_config, args.outputs, args.reference, args.cache, options)
+            for note in found.notes:
+                log.warning(note)
+            check(found, settings, f"{args.benchmark} on {args.outputs}")
+            log.info("budget: %s: %d calls to make, estimated cost %s", args.benchmark, found.to_call, found.cost_usd)
+            return 0
+        if args.config is None:
+            parser.error("give --config (the run's table) or --step (one evaluate step)")
+        config = _load_config(args.config)
+        settings = budget_settings(config.get("judge") or {})
+        rows = plan_run(config, args.results)
+        print(format_table(rows, settings))
+        if args.check:
+            total = run_total(rows)
+            reason = refusal(total, settings, f"the run of {args.config}")
+            if reason is not None and not confirmed():
+                print(f"\nrefused: {reason}; set {CONFIRM_ENV}=1 to confirm", file=sys.stderr)
+                return 3
+        return 0
+    except BudgetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

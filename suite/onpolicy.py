@@ -1,0 +1,513 @@
+"""On-policy preference data, SimPO's protocol for the Instruct variants.
+
+For every prompt of a preference data set (UltraFeedback), the variant's own
+model samples ``n_samples`` responses, a reward model scores each, and the
+best becomes ``chosen``, the worst ``rejected``. Three steps, each a
+subcommand and a workflow rule (workflow/rules/onpolicy.smk):
+
+* ``sample``: the responses, in shards of ``shard_size`` prompts. Every shard
+  is written atomically under a work directory that is not a rule output and
+  whose name is a hash of everything that decides the samples (model content
+  or hub id, decoding, n, seed, backend, shard size); a shard's own file name
+  carries a hash of its prompts. A re-run (after a kill, a timeout, or with a
+  larger ``limit``) generates only the missing shards, and a changed setting
+  never reuses stale ones. Sample ``k`` of shard ``s`` is one generation pass
+  over the shard's prompts with its own seed (:func:`sample_seed`), as
+  SimPO's five seeded decoding runs are (vLLM seeds each request, so a prompt
+  repeated within one pass would get the same answer every time). Passes go
+  through :func:`evals.generate.generate_responses`; with the ``vllm``
+  backend each runs in a child process (:func:`generate_isolated`).
+* ``score``: the reward of every non-empty response, sharded the same way
+  (keyed by the reward model), so a resumed job loads the reward model only
+  if some shard is missing.
+* ``binarize``: per prompt, identical responses count once and empty ones not
+  at all; with fewer than two distinct responses, or when the best and worst
+  rewards are equal, the prompt is dropped as a tie (counted). The pairs are
+  written in the suite's preference format, with a metadata JSON beside them
+  (sampling settings, model, reward model and revision, n, tie rule, counts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from suite.io import read_json, read_jsonl, write_json, write_jsonl
+from suite.models import POINTER
+
+log = logging.getLogger(__name__)
+
+SHARD_FORMAT = 1  # bump when the shard contents change meaning
+TIE_RULE = (
+    "responses are compared after stripping whitespace; empty ones are ignored and identical ones count once; "
+    "a prompt is dropped as a tie when fewer than two distinct responses remain or when the best and the worst "
+    "reward are equal; otherwise chosen = the highest reward, rejected = the lowest (the first one on equal rewards)"
+)
+SEED_RULE = "sample k of shard s uses seed int(sha256(f'{seed}/{s}/{k}')[:8], 16) % 2**31 for one pass over the shard"
+
+Generate = Callable[..., list[str]]
+Scorer = Callable[[Sequence[Sequence[Mapping[str, str]]]], list[float]]
+
+
+class OnPolicyError(ValueError):
+    """The on-policy data cannot be built as asked; the message says why."""
+
+
+# --------------------------------------------------------------------------- keys and shards
+
+
+def digest(obj: Any, length: int = 16) -> str:
+    """Short sha256 of an object's canonical JSON."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:length]
+
+
+def _dir_sha256(path: Path) -> str:
+    """Content hash of a directory (relative names and bytes of every non-hidden file)."""
+    h = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        h.update(str(file.relative_to(path)).encode() + b"\0")
+        with file.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def model_identity(model: str | Path) -> dict[str, Any]:
+    """What a model stage is, independent of where the repository lives: hub id + revision, or content hash."""
+    path = Path(model)
+    if (path / POINTER).exists():
+        target = json.loads((path / POINTER).read_text())
+        inner = target["name_or_path"]
+        extra = {k: v for k, v in target.items() if k not in ("name_or_path", "revision") and v is not None}
+        if Path(inner).is_dir():
+            return {**extra, "target": model_identity(inner)}
+        return {**extra, "hub": inner, "revision": target.get("revision")}
+    if path.is_dir():
+        return {"sha256": _dir_sha256(path)}
+    return {"hub": str(model), "revision": None}
+
+
+def sample_seed(seed: int, shard: int, k: int) -> int:
+    """The seed of sample ``k`` of shard ``shard`` (see SEED_RULE)."""
+    return int(hashlib.sha256(f"{seed}/{shard}/{k}".encode()).hexdigest()[:8], 16) % 2**31
+
+
+def _shard_path(shard_dir: Path, index: int, unit: Sequence[Mapping[str, Any]]) -> Path:
+    return (
+        shard_dir
+        / f"shard-{index:05d}-{digest([[r['id'], r.get('prompt'), r.get('responses')] for r in unit], 12)}.jsonl"
+    )
+
+
+def run_shards(
+    units: Sequence[Sequence[Mapping[str, Any]]],
+    shard_dir: Path,
+    manifest: Mapping[str, Any],
+    work: Callable[[int, Sequence[Mapping[str, Any]]], list[dict]],
+) -> tuple[list[dict], dict[str, int]]:
+    """Run ``work`` on every unit whose shard file is missing; reuse the others. Returns (records, counts)."""
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    if not (shard_dir / "manifest.json").exists():
+        write_json(shard_dir / "manifest.json", manifest)
+    records: list[dict] = []
+    counts = {"shards": len(units), "shards_reused": 0, "shards_computed": 0}
+    for index, unit in enumerate(units):
+        path = _shard_path(shard_dir, index, unit)
+        if path.exists():
+            done = read_jsonl(path)
+            if [r["id"] for r in done] == [r["id"] for r in unit]:
+                records += done
+                counts["shards_reused"] += 1
+                continue
+            log.warning("%s does not match its prompts; computing it again", path)
+        start = time.monotonic()
+        done = work(index, unit)
+        write_jsonl(path, done)  # atomic: a killed job leaves no half shard
+        records += done
+        counts["shards_computed"] += 1
+        log.info("shard %d/%d done in %.1f s (%s)", index + 1, len(units), time.monotonic() - start, path.name)
+    return records, counts
+
+
+def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    if size < 1:
+        raise OnPolicyError(f"shard_size must be >= 1, got {size}")
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+# --------------------------------------------------------------------------- sample
+
+
+def load_prompts(path: Path, limit: int | None = None) -> tuple[list[dict[str, Any]], int]:
+    """The distinct prompts (id + messages) of a normalised preference file, the first ``limit`` of them.
+
+    A prompt that occurs again later is answered once, under its first id (as
+    SimPO does); returns (prompts, how many repeats were skipped).
+    """
+    prompts: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    repeats = 0
+    for record in read_jsonl(path):
+        key = json.dumps(record["prompt"], sort_keys=True, ensure_ascii=False)
+        if key in seen:
+            repeats += 1
+            continue
+        seen.add(key)
+        prompts.append({"id": record["id"], "prompt": record["prompt"]})
+        if limit and len(prompts) == limit:
+            break
+    if not prompts:
+        raise OnPolicyError(f"{path}: no prompts")
+    return prompts, repeats
+
+
+def _generate_in_process(*args: Any, **kwargs: Any) -> list[str]:
+    from evals.generate import generate_responses
+
+    return generate_responses(*args, **kwargs)
+
+
+def generate_isolated(
+    model_dir: Path,
+    conversations: Sequence[Sequence[Mapping[str, str]]],
+    decoding: Mapping[str, Any],
+    batch_size: int,
+    seed: int,
+    backend: str = "hf",
+) -> list[str]:
+    """One generation pass in a child process, which hands the GPU back when it exits.
+
+    vLLM does not free its memory when an engine is dropped, so a second
+    engine in the same process (the next pass) would not fit; every pass
+    therefore gets a fresh process (one model load per pass).
+    """
+    with tempfile.TemporaryDirectory(prefix="onpolicy-pass-") as tmp:
+        request, reply = Path(tmp) / "request.json", Path(tmp) / "reply.json"
+        write_json(
+            request,
+            {
+                "model_dir": str(model_dir),
+                "conversations": [list(c) for c in conversations],
+                "decoding": dict(decoding),
+                "batch_size": batch_size,
+                "seed": seed,
+                "backend": backend,
+            },
+        )
+        subprocess.run([sys.executable, "-m", "suite.onpolicy", "pass", str(request), str(reply)], check=True)
+        return read_json(reply)
+
+
+def _cmd_pass(args: argparse.Namespace) -> None:
+    request = read_json(args.request)
+    request["model_dir"] = Path(request["model_dir"])
+    write_json(args.reply, _generate_in_process(**request))
+
+
+def sample(
+    model_dir: Path,
+    prompts: Sequence[Mapping[str, Any]],
+    *,
+    n_samples: int,
+    decoding: Mapping[str, Any],
+    shard_size: int,
+    seed: int,
+    batch_size: int,
+    backend: str,
+    work_dir: Path,
+    generate: Generate | None = None,
+) -> tuple[list[dict], dict[str, Any]]:
+    """``n_samples`` responses per prompt from the model, resuming from finished shards. Returns (records, meta)."""
+    if n_samples < 2:
+        raise OnPolicyError(f"n_samples must be >= 2 to form a pair, got {n_samples}")
+    if generate is None:
+        generate = generate_isolated if backend == "vllm" else _generate_in_process
+    settings = {
+        "format": SHARD_FORMAT,
+        "model": model_identity(model_dir),
+        "decoding": dict(decoding),
+        "n_samples": n_samples,
+        "seed": seed,
+        "backend": backend,
+        "shard_size": shard_size,
+    }
+    shard_dir = work_dir / f"samples-{digest(settings)}"
+    generated = [0]
+
+    def work(index: int, unit: Sequence[Mapping[str, Any]]) -> list[dict]:
+        seeds = [sample_seed(seed, index, k) for k in range(n_samples)]
+        passes = [
+            generate(model_dir, [r["prompt"] for r in unit], decoding, batch_size, s, backend=backend) for s in seeds
+        ]
+        generated[0] += len(unit) * n_samples
+        return [
+            {"id": r["id"], "prompt": r["prompt"], "responses": [p[i] for p in passes], "seeds": seeds}
+            for i, r in enumerate(unit)
+        ]
+
+    start = time.monotonic()
+    records, counts = run_shards(_chunks(prompts, shard_size), shard_dir, settings, work)
+    meta = {
+        **settings,
+        "model_dir": str(model_dir),
+        "seed_rule": SEED_RULE,
+        "batch_size": batch_size,
+        "prompts": len(prompts),
+        "shard_dir": str(shard_dir),
+        **counts,
+        "generations_this_run": generated[0],
+        "seconds_this_run": round(time.monotonic() - start, 2),
+    }
+    return records, meta
+
+
+# --------------------------------------------------------------------------- score
+
+
+def score_samples(
+    samples: Sequence[Mapping[str, Any]],
+    *,
+    reward_identity: Mapping[str, Any],
+    shard_size: int,
+    work_dir: Path,
+    scorer: Callable[[], Scorer],
+) -> tuple[list[dict], dict[str, Any]]:
+    """The reward of every non-empty response (None for empty ones), resuming from finished shards.
+
+    ``scorer`` is called at most once, when the first missing shard needs it,
+    and returns the function that scores a list of conversations.
+    """
+    settings = {"format": SHARD_FORMAT, "reward_model": dict(reward_identity), "shard_size": shard_size}
+    shard_dir = work_dir / f"scores-{digest(settings)}"
+    loaded: list[Scorer] = []
+
+    def work(index: int, unit: Sequence[Mapping[str, Any]]) -> list[dict]:
+        if not loaded:
+            loaded.append(scorer())
+        wanted = [(row, k) for row, r in enumerate(unit) for k, text in enumerate(r["responses"]) if text.strip()]
+        conversations = [
+            [*unit[row]["prompt"], {"role": "assistant", "content": unit[row]["responses"][k]}] for row, k in wanted
+        ]
+        values = loaded[0](conversations) if conversations else []
+        scores: list[list[float | None]] = [[None] * len(r["responses"]) for r in unit]
+        for (row, k), value in zip(wanted, values, strict=True):
+            scores[row][k] = float(value)
+        return [{"id": r["id"], "scores": s} for r, s in zip(unit, scores, strict=True)]
+
+    start = time.monotonic()
+    records, counts = run_shards(_chunks(samples, shard_size), shard_dir, settings, work)
+    return records, {
+        **settings,
+        "shard_dir": str(shard_dir),
+        **counts,
+        "seconds_this_run": round(time.monotonic() - start, 2),
+    }
+
+
+# --------------------------------------------------------------------------- binarize
+
+
+def binarize(
+    samples: Sequence[Mapping[str, Any]], scores: Sequence[Mapping[str, Any]]
+) -> tuple[list[dict], dict[str, int]]:
+    """Best vs worst response per prompt, in the suite's preference format; ties dropped and counted (TIE_RULE)."""
+    by_id = {r["id"]: r["scores"] for r in scores}
+    missing = [r["id"] for r in samples if r["id"] not in by_id]
+    if missing:
+        raise OnPolicyError(f"no scores for {len(missing)} prompt(s), e.g. {missing[0]!r}")
+    counts = {
+        "prompts": len(samples),
+        "pairs_kept": 0,
+        "ties_dropped": 0,
+        "ties_equal_reward": 0,
+        "ties_identical_responses": 0,
+        "empty_responses": 0,
+        "duplicate_responses": 0,
+    }
+    pairs = []
+    for record in samples:
+        distinct: dict[str, float] = {}
+        for text, value in zip(record["responses"], by_id[record["id"]], strict=True):
+            text = text.strip()
+            if not text:
+                counts["empty_responses"] += 1
+            elif text in distinct:
+                counts["duplicate_responses"] += 1
+            else:
+                if value is None:
+                    raise OnPolicyError(f"{record['id']}: a non-empty response has no score")
+                distinct[text] = float(value)
+        if len(distinct) < 2:
+            counts["ties_dropped"] += 1
+            counts["ties_identical_responses"] += 1
+            continue
+        ranked = list(distinct.items())
+        best = max(ranked, key=lambda item: item[1])
+        worst = min(ranked, key=lambda item: item[1])
+        if best[1] == worst[1]:
+            counts["ties_dropped"] += 1
+            counts["ties_equal_reward"] += 1
+            continue
+        pairs.append(
+            {
+                "id": record["id"],
+                "prompt": record["prompt"],
+                "chosen": [{"role": "assistant", "content": best[0]}],
+                "rejected": [{"role": "assistant", "content": worst[0]}],
+                "score_chosen": best[1],
+                "score_rejected": worst[1],
+            }
+        )
+    counts["pairs_kept"] = len(pairs)
+    return pairs, counts
+
+
+def _reward_summary(pairs: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    if not pairs:
+        return {}
+    n = len(pairs)
+    chosen = sum(p["score_chosen"] for p in pairs) / n
+    rejected = sum(p["score_rejected"] for p in pairs) / n
+    return {"mean_chosen": chosen, "mean_rejected": rejected, "mean_margin": chosen - rejected}
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _cmd_sample(args: argparse.Namespace) -> None:
+    prompts, repeats = load_prompts(args.prompts, args.limit)
+    records, meta = sample(
+        args.model,
+        prompts,
+        n_samples=args.n_samples,
+        decoding=json.loads(args.decoding),
+        shard_size=args.shard_size,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        backend=args.backend,
+        work_dir=args.work_dir,
+    )
+    write_jsonl(args.out, records)
+    write_json(
+        args.meta, {**meta, "prompts_file": str(args.prompts), "limit": args.limit, "repeated_prompts_skipped": repeats}
+    )
+    log.info("%d prompts x %d samples -> %s", len(records), args.n_samples, args.out)
+
+
+def _cmd_score(args: argparse.Namespace) -> None:
+    from suite.reward import load_reward_model, reward_source
+
+    samples = read_jsonl(args.samples)
+    described: dict[str, Any] = {}
+
+    def scorer() -> Scorer:
+        model = load_reward_model(args.reward, dtype=args.dtype)
+        described.update(model.describe())
+        return lambda conversations: model.score(conversations, args.batch_size)
+
+    identity = {**model_identity(args.reward), "dtype": args.dtype}
+    records, meta = score_samples(
+        samples, reward_identity=identity, shard_size=args.shard_size, work_dir=args.work_dir, scorer=scorer
+    )
+    write_jsonl(args.out, records)
+    source = reward_source(args.reward)
+    write_json(
+        args.meta,
+        {
+            **meta,
+            "reward_dir": str(args.reward),
+            **source,
+            "dtype": args.dtype,
+            "batch_size": args.batch_size,
+            "loaded": described or "not loaded: every shard was reused",
+        },
+    )
+
+
+def _cmd_binarize(args: argparse.Namespace) -> int:
+    pairs, counts = binarize(read_jsonl(args.samples), read_jsonl(args.scores))
+    sampling, scoring = read_json(args.samples_meta), read_json(args.scores_meta)
+    meta = {
+        **json.loads(args.describe),
+        "protocol": "on-policy (SimPO): n responses per prompt sampled from the policy, scored by a reward model, "
+        "best = chosen, worst = rejected",
+        "file": str(args.out),
+        "sampling": sampling,
+        "reward": scoring,
+        "n_samples": sampling["n_samples"],
+        "tie_rule": TIE_RULE,
+        "counts": counts,
+        "rewards": _reward_summary(pairs),
+    }
+    if not pairs:
+        print(f"error: no pairs left: {counts}", file=sys.stderr)
+        return 2
+    write_jsonl(args.out, pairs)
+    write_json(args.meta, meta)
+    log.info("%s: %s", args.out, counts)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m suite.onpolicy", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sa = sub.add_parser("sample", help="n responses per prompt from the policy (sharded, resumable)")
+    sa.add_argument("--model", type=Path, required=True, help="the policy's model stage")
+    sa.add_argument("--prompts", type=Path, required=True, help="preference data whose prompts are used")
+    sa.add_argument("--limit", type=int, default=None, help="only the first N prompts")
+    sa.add_argument("--n-samples", type=int, default=5)
+    sa.add_argument("--decoding", required=True, help="JSON object: max_new_tokens, temperature, top_p")
+    sa.add_argument("--shard-size", type=int, default=256, help="prompts per shard")
+    sa.add_argument("--batch-size", type=int, default=8)
+    sa.add_argument("--seed", type=int, default=42)
+    sa.add_argument("--backend", choices=["hf", "vllm"], default="hf")
+    sa.add_argument("--work-dir", type=Path, required=True, help="where shards live (not a rule output)")
+    sa.add_argument("--out", type=Path, required=True)
+    sa.add_argument("--meta", type=Path, required=True)
+    sa.set_defaults(func=_cmd_sample)
+
+    sc = sub.add_parser("score", help="the reward of every sampled response (sharded, resumable)")
+    sc.add_argument("--samples", type=Path, required=True)
+    sc.add_argument("--reward", type=Path, required=True, help="reward model stage (directory or pointer)")
+    sc.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    sc.add_argument("--batch-size", type=int, default=8)
+    sc.add_argument("--shard-size", type=int, default=256)
+    sc.add_argument("--work-dir", type=Path, required=True)
+    sc.add_argument("--out", type=Path, required=True)
+    sc.add_argument("--meta", type=Path, required=True)
+    sc.set_defaults(func=_cmd_score)
+
+    bi = sub.add_parser("binarize", help="best vs worst per prompt, ties dropped and counted")
+    bi.add_argument("--samples", type=Path, required=True)
+    bi.add_argument("--samples-meta", type=Path, required=True)
+    bi.add_argument("--scores", type=Path, required=True)
+    bi.add_argument("--scores-meta", type=Path, required=True)
+    bi.add_argument(
+        "--describe", default="{}", help="JSON recorded with the data (dataset, policy, reward model names)"
+    )
+    bi.add_argument("--out", type=Path, required=True)
+    bi.add_argument("--meta", type=Path, required=True)
+    bi.set_defaults(func=_cmd_binarize)
+
+    one = sub.add_parser("pass", help="internal: one generation pass (request JSON -> reply JSON)")
+    one.add_argument("request", type=Path)
+    one.add_argument("reply", type=Path)
+    one.set_defaults(func=_cmd_pass)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""TIS-DPO's token weights, computed once per variant from its DPO and reverse-DPO models (baselines/tis_dpo.py).
+
+Both models score every response token of the variant's preference data (the
+same tokenisation training uses); the per-token log-prob differences become
+weights in [low, high]. The file stores, for every record id, the chosen and
+rejected weights, with the tokenisation fingerprint, the settings that made
+them and the two models, in the artifact format ``suite.train --artifact``
+reads::
+
+    {"kind": "tis_weights", "fingerprint": ..., "params": {...}, "models": {...},
+     "values": {record id: {"chosen": (n,) weights, "rejected": (m,) weights}}}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from baselines.tis_dpo import METHOD, WEIGHT_PARAMS, token_weights
+from suite.engine import PreferenceDataset, tokenization_fingerprint
+from suite.io import atomic_path, read_jsonl
+from suite.models import load_model, load_tokenizer
+from suite.reference import reference_logps
+
+log = logging.getLogger(__name__)
+KIND = METHOD.artifact
+
+
+def compute_tis_weights(
+    dpo_dir: Path, reverse_dir: Path, data: Path, training: Mapping[str, Any], params: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The artifact (see the module docstring) for ``data`` under the two models."""
+    params = {**METHOD.defaults, **params}
+    tokenizer = load_tokenizer(dpo_dir)
+    fingerprint = tokenization_fingerprint(tokenizer, training["max_length"], training["max_prompt_length"])
+    reverse_fingerprint = tokenization_fingerprint(
+        load_tokenizer(reverse_dir), training["max_length"], training["max_prompt_length"]
+    )
+    if reverse_fingerprint != fingerprint:
+        raise ValueError(f"{dpo_dir} and {reverse_dir} tokenise differently: they must share the start model")
+    dataset = PreferenceDataset(read_jsonl(data), tokenizer, training["max_length"], training["max_prompt_length"])
+    batch_size = int(training.get("reference_batch_size", 8))
+    logps = {}
+    for name, model_dir in (("dpo", dpo_dir), ("reverse", reverse_dir)):
+        model = load_model(model_dir, training.get("dtype", "float32"))  # where suite.reference puts it
+        logps[name] = {
+            key: {side: value.float().cpu() for side, value in sides.items()}
+            for key, sides in reference_logps(model, dataset, tokenizer.pad_token_id, batch_size).items()
+        }
+        del model
+    values = token_weights(
+        logps["dpo"], logps["reverse"], params["transform"], params["low"], params["high"], params["clip"]
+    )
+    return {
+        "kind": KIND,
+        "fingerprint": fingerprint,
+        "params": {key: params[key] for key in WEIGHT_PARAMS},
+        "models": {"dpo": str(dpo_dir), "reverse": str(reverse_dir)},
+        "values": values,
+    }
+
+
+def summary(artifact: Mapping[str, Any]) -> dict[str, float]:
+    """Mean, min and max weight per side, for the log."""
+    out = {}
+    for side in ("chosen", "rejected"):
+        flat = torch.cat([v[side] for v in artifact["values"].values()] or [torch.zeros(0)])
+        if len(flat):
+            out.update({f"{side}/mean": flat.mean().item(), f"{side}/min": flat.min().item()})
+            out[f"{side}/max"] = flat.max().item()
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m suite.tis_weights", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dpo", type=Path, required=True, help="the variant's DPO model")
+    parser.add_argument("--reverse", type=Path, required=True, help="the DPO model trained on swapped pairs")
+    parser.add_argument("--data", type=Path, required=True, help="the preference data TIS-DPO trains on")
+    parser.add_argument("--training", required=True, help="JSON training block (max_length, max_prompt_length ...)")
+    parser.add_argument("--params", default="{}", help="JSON: TIS-DPO's hyperparameters (transform, low, high, clip)")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    artifact = compute_tis_weights(
+        args.dpo, args.reverse, args.data, json.loads(args.training), json.loads(args.params)
+    )
+    with atomic_path(args.out) as tmp:
+        torch.save(artifact, tmp)
+    log.info("TIS weights of %d records: %s", len(artifact["values"]), summary(artifact))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""The cost guard: calls minus cache hits, tokens, cost, the refusal above budget and the confirmation."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from evals import budget
+from evals import harmless as hl
+from evals.judges import CachedJudge, Judge, JudgeReply, JudgeRequest
+from evals.judges.offline import OfflineJudge
+from evals.judges.openai_compat import OpenAIConfig, OpenAIJudge
+from suite.data import prepare
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "workflow/resources/smoke"
+PAID = {"backend": "openai", "model": "gpt-4-1106-preview"}
+
+
+@pytest.fixture(autouse=True)
+def chars_per_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Count tokens as characters / 4 whether or not tiktoken's encoding is downloadable here."""
+    monkeypatch.setattr(budget, "_encoding", lambda model: None)
+    monkeypatch.delenv(budget.CONFIRM_ENV, raising=False)
+
+
+def requests(n: int, words: int = 10) -> list[JudgeRequest]:
+    return [
+        JudgeRequest(
+            messages=({"role": "user", "content": f"question {i} " + "word " * words},),
+            max_tokens=7,
+            temperature=0.0,
+            top_logprobs=None,
+            template="t@1",
+        )
+        for i in range(n)
+    ]
+
+
+class NamedJudge(Judge):
+    """Stands in for a paid judge of a given name, to fill the cache."""
+
+    is_offline = False
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def complete(self, request: JudgeRequest) -> JudgeReply:
+        return JudgeReply(text="ok", top_logprobs=None, raw={})
+
+
+def expected_tokens(request: JudgeRequest) -> int:
+    per_message = budget.TOKENS_PER_MESSAGE
+    return sum(-(-len(m["content"]) // 4) + per_message for m in request.messages) + per_message
+
+
+def test_counts_calls_minus_cache_hits_and_prices_them(tmp_path: Path) -> None:
+    todo = requests(10)
+    cache = tmp_path / "judge.sqlite"
+    filler = CachedJudge(NamedJudge(budget.judge_name(PAID)), cache)
+    for request in todo[:4]:
+        filler.complete(request)
+    found = budget.estimate(PAID, todo, cache)
+    assert (found.calls, found.cached, found.to_call) == (10, 4, 6)
+    assert found.input_tokens == sum(expected_tokens(r) for r in todo[4:])
+    assert found.output_tokens == 6 * 7
+    assert found.paid and found.cost_usd == pytest.approx((found.input_tokens * 10 + found.output_tokens * 30) / 1e6)
+    # The cache of another judge (or template) does not count.
+    assert budget.estimate({**PAID, "model": "gpt-4o"}, todo, cache).cached == 0
+    assert budget.estimate(PAID, todo, tmp_path / "missing.sqlite").cached == 0
+
+
+def test_judge_names_match_the_backends(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AAO_TEST_BUDGET_KEY", "sk-test")
+    config = {**PAID, "api_key_env": "AAO_TEST_BUDGET_KEY"}
+    assert budget.judge_name(config) == OpenAIJudge(OpenAIConfig.from_mapping(budget.backend_config(
+        {k: v for k, v in config.items() if k != "backend"}
+    ))).name  # fmt: skip
+    assert budget.judge_name({"backend": "offline"}) == OfflineJudge.name
+
+
+def test_who_pays() -> None:
+    assert budget.is_paid(PAID)
+    assert not budget.is_paid({"backend": "offline"})
+    assert not budget.is_paid({"backend": "hf", "model": "x"})
+    assert not budget.is_paid({**PAID, "model": "llama-70b", "base_url": "http://vllm:8000/v1"}), "self-hosted"
+    assert budget.is_paid(
+        {**PAID, "model": "llama-70b", "base_url": "http://x/v1", "prices": {"llama-70b": {"input": 1, "output": 1}}}
+    )
+    assert budget.price({**PAID, "prices": {"gpt-4-1106-preview": {"input": 1.0, "output": 2.0}}}) == {
+        "input": 1.0,
+        "output": 2.0,
+    }
+
+
+def test_refuses_above_budget_and_passes_with_the_env_confirmation(monkeypatch: pytest.MonkeyPatch) -> None:
+    todo = requests(50, words=400)
+    cost = budget.estimate(PAID, todo, None).cost_usd
+    assert cost is not None and cost > 0.01
+    with pytest.raises(budget.BudgetError) as refused:
+        budget.guard({**PAID, "max_budget_usd": 0.01}, todo, None, what="alpaca_eval on x.json")
+    message = str(refused.value)
+    assert f"${cost:.2f}" in message and "judge.max_budget_usd = $0.01" in message
+    assert "50 judge calls" in message and "AAO_CONFIRM_SPEND=1" in message and "alpaca_eval on x.json" in message
+    assert budget.guard({**PAID, "max_budget_usd": 100.0}, todo, None).cost_usd == pytest.approx(cost)
+    monkeypatch.setenv(budget.CONFIRM_ENV, "1")
+    assert budget.guard({**PAID, "max_budget_usd": 0.01}, todo, None).cost_usd == pytest.approx(cost)
+
+
+def test_confirm_needs_the_env_for_any_spend_but_not_for_cached_or_free_calls(tmp_path: Path) -> None:
+    todo = requests(3)
+    with pytest.raises(budget.BudgetError, match=r"judge\.confirm is true"):
+        budget.guard({**PAID, "confirm": True}, todo, None)
+    cache = tmp_path / "judge.sqlite"
+    filler = CachedJudge(NamedJudge(budget.judge_name(PAID)), cache)
+    for request in todo:
+        filler.complete(request)
+    assert budget.guard({**PAID, "confirm": True}, todo, cache).to_call == 0
+    assert budget.guard({"backend": "offline", "confirm": True, "max_budget_usd": 0}, todo, None).paid is False
+    # No switch, no guard.
+    assert budget.guard(PAID, requests(5000, words=1000), None).calls == 0
+
+
+def test_unpriced_paid_model_is_refused_under_a_budget() -> None:
+    with pytest.raises(budget.BudgetError, match="unknown"):
+        budget.guard({**PAID, "model": "gpt-9", "max_budget_usd": 1000.0}, requests(2), None)
+
+
+def test_backend_config_strips_the_budget_keys() -> None:
+    config = {**PAID, "max_budget_usd": 5, "confirm": True, "prices": {}}
+    assert budget.backend_config(config) == PAID
+    assert budget.budget_settings(config) == {"max_budget_usd": 5, "confirm": True, "prices": {}}
+
+
+# --------------------------------------------------------------------------- the run table and the step check
+
+
+def small_config(judge: dict[str, Any]) -> dict[str, Any]:
+    config = yaml.safe_load((REPO / "workflow/config/config.yaml").read_text())
+    config["variants"] = {"llama-base": config["variants"]["llama-base"]}
+    config["methods"] = {"dpo": config["methods"]["dpo"]}
+    config["benchmarks"] = {k: copy.deepcopy(config["benchmarks"][k]) for k in ("alpaca_eval", "harmless")}
+    config["benchmarks"]["capability"] = {  # optional at CPU scale: a judge-free benchmark in the table
+        "options": {"tasks": ["aao_smoke_mc"], "include_path": "workflow/resources/smoke/lm_eval"}
+    }
+    config["datasets"] = {k: v for k, v in config["datasets"].items() if "onpolicy" not in v}
+    config["judge"] = judge
+    return config
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    results = tmp_path / "results"
+    (results / "data").mkdir(parents=True)
+    shutil.copy(SMOKE / "alpaca_eval_smoke.json", results / "data/alpaca_eval.json")
+    prepare("preference", {"format": "hh", "path": str(SMOKE / "hh_test_smoke.jsonl"), "name": "hh_test"},
+            results / "data/hh_test.jsonl")  # fmt: skip
+    return results
+
+
+def write_config(tmp_path: Path, judge: dict[str, Any]) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(small_config(judge)))
+    return path
+
+
+def test_cli_table_estimates_then_counts_exactly(tmp_path: Path, results: Path, capsys: pytest.CaptureFixture) -> None:
+    config = write_config(tmp_path, {**PAID, "max_budget_usd": 1.0})
+    assert budget.main(["--config", str(config), "--results", str(results)]) == 0
+    table = capsys.readouterr().out
+    assert all(word in table for word in ("alpaca_eval", "harmless", "capability", "TOTAL", "(estimated)"))
+    rows = {row.benchmark: row for row in budget.plan_run(budget._load_config(config), results)}
+    assert (rows["alpaca_eval"].estimate.calls, rows["alpaca_eval"].exact) == (24, 0)
+    assert rows["harmless"].estimate.calls == 20 and rows["capability"].estimate.calls == 0
+    total = budget.run_total(list(rows.values()))
+    assert total.calls == 44 and total.cost_usd is not None and total.cost_usd > 0
+    assert f"{total.cost_usd:.2f}" in table.split("TOTAL", 1)[1]
+    assert "judge.max_budget_usd: $1.00" in table
+
+    # With real outputs the requests are exact; a cached run leaves nothing to call.
+    outputs = results / "generations/llama-base/dpo/harmless.json"
+    outputs.parent.mkdir(parents=True)
+    hl.write_outputs(results / "data/hh_test.jsonl", ["I can't help with that."] * 20, "llama-base-dpo", outputs)
+    filler = CachedJudge(NamedJudge(budget.judge_name(PAID)), results / budget.DEFAULT_CACHE)
+    for request in hl.judge_requests(outputs, results / "data/hh_test.jsonl")[:15]:
+        filler.complete(request)
+    rows = budget.plan_run(budget._load_config(config), results)
+    harmless = next(r for r in rows if r.benchmark == "harmless")
+    assert (harmless.exact, harmless.estimate.calls, harmless.estimate.cached) == (1, 20, 15)
+
+    # --check applies the budget to the run total.
+    tight = write_config(tmp_path, {**PAID, "max_budget_usd": 0.0001})
+    assert budget.main(["--config", str(tight), "--results", str(results), "--check"]) == 3
+    assert "refused" in capsys.readouterr().err
+
+
+def test_step_check_refuses_before_the_judge_is_called(
+    tmp_path: Path, results: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outputs = tmp_path / "alpaca_outputs.json"
+    reference = json.loads((results / "data/alpaca_eval.json").read_text())
+    outputs.write_text(json.dumps([{**r, "output": "An answer. " * 50, "generator": "m"} for r in reference]))
+    argv = ["--step", "--benchmark", "alpaca_eval", "--outputs", str(outputs)]
+    argv += ["--reference", str(results / "data/alpaca_eval.json"), "--cache", str(tmp_path / "c.sqlite")]
+    assert budget.main([*argv, "--judge", json.dumps(PAID)]) == 0, "no switch: never refuses"
+    assert budget.main([*argv, "--judge", json.dumps({**PAID, "max_budget_usd": 0.001})]) == 3
+    err = capsys.readouterr().err
+    assert "alpaca_eval" in err and "24 judge calls" in err and "judge.max_budget_usd" in err
+    monkeypatch.setenv(budget.CONFIRM_ENV, "1")
+    assert budget.main([*argv, "--judge", json.dumps({**PAID, "max_budget_usd": 0.001})]) == 0
+
+
+def test_harmless_main_checks_the_budget_before_judging(tmp_path: Path, results: Path) -> None:
+    outputs = tmp_path / "outputs.json"
+    hl.write_outputs(results / "data/hh_test.jsonl", ["No."] * 20, "gen", outputs)
+    judge = {**PAID, "api_key_env": "AAO_TEST_UNSET_KEY", "max_budget_usd": 0.0001}
+    with pytest.raises(budget.BudgetError, match="20 judge calls"):  # refused before the judge (and its key) is needed
+        hl.main(["--outputs", str(outputs), "--judge", json.dumps(judge), "--out", str(tmp_path / "r.json")])
+    assert not (tmp_path / "r.json").exists()
