@@ -442,6 +442,29 @@ def _counts(games: Sequence[Game]) -> dict[str, Any]:
     }
 
 
+def prepare(
+    model_answers: Sequence[Mapping[str, Any]],
+    questions: Sequence[Mapping[str, Any]],
+    baseline_answers: Sequence[Mapping[str, Any]],
+    config: JudgeConfig,
+    proto: Protocol,
+    judge: Judge | None = None,
+) -> tuple[dict[Any, str], str, str, list[Game]]:
+    """The model's answers, the model and baseline names, and the games to judge (both orders per prompt)."""
+    qids = [q["question_id"] for q in questions]
+    answers = _single_turn(answers_by_question(model_answers, "model answers"), qids, "model answers")
+    baseline = _single_turn(answers_by_question(baseline_answers, "baseline answers"), qids, "baseline answers")
+    model_name = _model_id(model_answers, "model answers")
+    baseline_name = _model_id(baseline_answers, "baseline answers")
+    if baseline_name == model_name:
+        raise ValueError(f"the model and the baseline are both called {model_name!r}")
+    if baseline_name != proto.baseline_model:
+        log.warning("baseline %r is not protocol %s's %r", baseline_name, proto.version, proto.baseline_model)
+    if judge is not None and not judge.is_offline and judge.name.split(":", 1)[-1] != proto.judge_model:
+        log.warning("judge %s is not protocol %s's %s", judge.name, proto.version, proto.judge_model)
+    return answers, model_name, baseline_name, build_games(questions, answers, baseline, config)
+
+
 def evaluate(
     model_answers: Sequence[Mapping[str, Any]],
     questions: Sequence[Mapping[str, Any]],
@@ -454,19 +477,9 @@ def evaluate(
     opts = check_options(options or {}, OPTIONS, NAME)
     proto = protocol(opts["protocol"])
     rounds = int(opts["bootstrap_rounds"] or proto.bootstrap_rounds)
-    qids = [q["question_id"] for q in questions]
-    answers = _single_turn(answers_by_question(model_answers, "model answers"), qids, "model answers")
-    baseline = _single_turn(answers_by_question(baseline_answers, "baseline answers"), qids, "baseline answers")
-    model_name = _model_id(model_answers, "model answers")
-    baseline_name = _model_id(baseline_answers, "baseline answers")
-    if baseline_name == model_name:
-        raise ValueError(f"the model and the baseline are both called {model_name!r}")
-    if baseline_name != proto.baseline_model:
-        log.warning("baseline %r is not protocol %s's %r", baseline_name, proto.version, proto.baseline_model)
-    if not judge.is_offline and judge.name.split(":", 1)[-1] != proto.judge_model:
-        log.warning("judge %s is not protocol %s's %s", judge.name, proto.version, proto.judge_model)
-
-    games = build_games(questions, answers, baseline, config)
+    answers, model_name, baseline_name, games = prepare(
+        model_answers, questions, baseline_answers, config, proto, judge
+    )
     n_requests = judge_all(judge, games, config, proto)
     battles = battles_from_games(games, baseline_name, model_name, proto.strong_weight)
     missing = [g for g in games if g.verdict is None]
@@ -577,6 +590,40 @@ def _validate_asset(name: str, path: Path, proto: Protocol) -> None:
         _model_id(records, str(path))
 
 
+def load_inputs(
+    outputs: str | Path, questions: str | Path, baseline_answers: str | Path, judge_config: str | Path, proto: Protocol
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], JudgeConfig]:
+    """The model answers, questions, baseline answers and judge config from their files."""
+    return (
+        read_records(outputs),
+        read_questions(questions),
+        read_records(baseline_answers),
+        load_judge_config(judge_config, proto),
+    )
+
+
+def judge_requests(
+    outputs_path: str | Path,
+    prompts_path: str | Path,
+    options: Mapping[str, Any] | None = None,
+    assets: Mapping[str, str | Path] | None = None,
+) -> list[JudgeRequest]:
+    """The first-attempt judge requests for an outputs file, two games per prompt (used by :mod:`evals.budget`).
+
+    ``assets`` holds the files ``main`` takes as flags: ``baseline_answers`` and ``judge_config``.
+    """
+    assets = assets or {}
+    lacking = [name for name in ASSETS if name not in assets]
+    if lacking:
+        raise ValueError(f"{NAME}: judge_requests needs the assets {', '.join(lacking)}")
+    proto = protocol(check_options(options or {}, OPTIONS, NAME)["protocol"])
+    answers, questions, baseline, config = load_inputs(
+        outputs_path, prompts_path, assets["baseline_answers"], assets["judge_config"], proto
+    )
+    _, _, _, games = prepare(answers, questions, baseline, config, proto)
+    return [g.request(config, proto) for g in games]
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = evaluation_parser("python -m evals.arena_hard", __doc__, ASSETS)
     args = parser.parse_args(argv)
@@ -592,14 +639,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     require(parser, args, ["outputs", "questions", "judge", "out", "baseline_answers", "judge_config"])
     judge = make_judge(json.loads(args.judge), args.cache)
-    result, annotations = evaluate(
-        read_records(args.outputs),
-        read_questions(args.questions),
-        read_records(args.baseline_answers),
-        judge,
-        load_judge_config(args.judge_config, proto),
-        options,
+    answers, questions, baseline, config = load_inputs(
+        args.outputs, args.questions, args.baseline_answers, args.judge_config, proto
     )
+    result, annotations = evaluate(answers, questions, baseline, judge, config, options)
     log.info("judge %s: %d calls, %d cache hits", judge.name, result["judge_calls"], result["cache_hits"])
     if args.annotations_out is not None:
         write_json(args.annotations_out, annotations)

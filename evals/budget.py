@@ -311,8 +311,9 @@ def _alpaca_eval_requests(outputs: Path, reference: Path, options: Mapping[str, 
     return recorder.requests
 
 
-Planner = Callable[[Path, Path, Mapping[str, Any]], list[JudgeRequest]]
+Planner = Callable[..., list[JudgeRequest]]
 # Benchmarks whose module has no ``judge_requests(outputs, reference, options)`` of its own.
+# A benchmark with asset files (its module's ``ASSETS``) also takes them: ``judge_requests(..., assets={name: path})``.
 PLANNERS: dict[str, Planner] = {"alpaca_eval": _alpaca_eval_requests}
 
 
@@ -342,8 +343,15 @@ def step_estimate(
     reference: Path,
     cache_path: str | Path | None,
     options: Mapping[str, Any] | None = None,
+    assets: Mapping[str, Path] | None = None,
 ) -> tuple[Estimate, dict[str, Any]]:
-    """The estimate of one evaluate step, and the judge config it is for."""
+    """The estimate of one evaluate step, and the judge config it is for.
+
+    ``assets``: the benchmark's asset files by name (judge prompts, reference or
+    baseline answers), as the evaluate step passes them; see :func:`asset_files`.
+    """
+    from evals import get_benchmark
+
     options = options or {}
     chosen = grader_config(benchmark, judge_config, options)
     plan = planner(benchmark)
@@ -351,7 +359,8 @@ def step_estimate(
         unknown = Estimate(paid=is_paid(chosen), cost_usd=None if is_paid(chosen) else 0.0)
         unknown.notes.append(f"{benchmark} cannot be estimated: its module has no judge_requests()")
         return unknown, chosen
-    return estimate(chosen, plan(outputs, reference, options), cache_path), chosen
+    extra = {"assets": dict(assets or {})} if getattr(get_benchmark(benchmark), "ASSETS", None) else {}
+    return estimate(chosen, plan(outputs, reference, options, **extra), cache_path), chosen
 
 
 # --------------------------------------------------------------------------- the run table
@@ -361,6 +370,30 @@ def dataset_file(config: Mapping[str, Any], results: Path, name: str) -> Path:
     """Where the workflow writes a prepared data set (as workflow/rules/common.smk names it)."""
     suffix = "json" if config["datasets"][name]["kind"] == "alpaca_eval" else "jsonl"
     return results / "data" / f"{name}.{suffix}"
+
+
+def asset_files(
+    benchmark: str, results: Path, sources: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, Path]:
+    """Where the workflow keeps a benchmark's assets (as workflow/rules/eval.smk's ``asset_file`` names them).
+
+    With the config's ``benchmarks.<name>.assets`` (``sources``) the suffix is
+    the source's; without it (``--step``), the one file ``{name}.*`` found.
+    """
+    from evals import get_benchmark
+
+    folder = results / "data" / "assets" / benchmark
+    if sources is not None:
+        return {
+            name: folder / f"{name}{os.path.splitext(source.get('path') or source.get('url'))[1]}"
+            for name, source in sources.items()
+        }
+    found = {}
+    for name in getattr(get_benchmark(benchmark), "ASSETS", {}):
+        matches = sorted(folder.glob(f"{name}.*"))
+        if len(matches) == 1:
+            found[name] = matches[0]
+    return found
 
 
 def _placeholder_outputs(benchmark: str, prompts: Path, out: Path) -> None:
@@ -404,6 +437,8 @@ def plan_run(config: Mapping[str, Any], results: Path) -> list[Row]:
         chosen = grader_config(benchmark, judge_config, options)
         total, exact, models = Estimate(paid=is_paid(chosen)), 0, 0
         prompts = dataset_file(config, results, block["prompts"])
+        assets = asset_files(benchmark, results, block.get("assets") or {})
+        lacking = [str(path) for path in assets.values() if not path.is_file()]
         with tempfile.TemporaryDirectory() as tmp:
             placeholder = Path(tmp) / f"{benchmark}.json"
             for variant in config["variants"]:
@@ -418,9 +453,14 @@ def plan_run(config: Mapping[str, Any], results: Path) -> list[Row]:
                         outputs = placeholder
                     else:
                         continue
-                    found, _ = step_estimate(benchmark, judge_config, outputs, prompts, cache_path, options)
+                    if lacking:
+                        continue
+                    found, _ = step_estimate(benchmark, judge_config, outputs, prompts, cache_path, options, assets)
                     total.add(found)
-        if not prompts.is_file() and exact < models:
+        if lacking:
+            total.cost_usd = None if total.paid else total.cost_usd
+            total.notes.append(f"{benchmark}: {', '.join(lacking)} not fetched yet: run `snakemake {lacking[0]}` first")
+        elif not prompts.is_file() and exact < models:
             total.cost_usd = None if total.paid else total.cost_usd
             total.notes.append(f"{benchmark}: {prompts} is not prepared yet: run `snakemake {prompts}` first")
         elif exact < models:
@@ -429,7 +469,7 @@ def plan_run(config: Mapping[str, Any], results: Path) -> list[Row]:
                 f"assumed {ASSUMED_RESPONSE_WORDS}-word responses"
             )
         name = judge_name(chosen) if chosen.get("backend") != "hf" else f"hf:{chosen.get('model')}"
-        rows.append(Row(benchmark, name, models, exact, total, prompts.is_file()))
+        rows.append(Row(benchmark, name, models, exact, total, prompts.is_file() and not lacking))
     return rows
 
 
@@ -491,6 +531,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     step.add_argument("--judge", help="judge config as JSON, budget keys included")
     step.add_argument("--cache", type=Path)
     step.add_argument("--options", default="{}")
+    step.add_argument(
+        "--assets", help="asset files as JSON {name: path}; default: those under --results/data/assets/BENCHMARK/"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -504,7 +547,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             if settings.get("max_budget_usd") is None and not settings.get("confirm"):
                 return 0
             options = json.loads(args.options)
-            found, _ = step_estimate(args.benchmark, judge_config, args.outputs, args.reference, args.cache, options)
+            assets = (
+                {k: Path(v) for k, v in json.loads(args.assets).items()}
+                if args.assets is not None
+                else asset_files(args.benchmark, args.results)
+            )
+            found, _ = step_estimate(
+                args.benchmark, judge_config, args.outputs, args.reference, args.cache, options, assets
+            )
             for note in found.notes:
                 log.warning(note)
             check(found, settings, f"{args.benchmark} on {args.outputs}")

@@ -356,18 +356,20 @@ def compute_scores(judgments: Sequence[Judgment], allow_partial: bool, attempts:
     return result
 
 
-def evaluate(
-    model_answers: Sequence[Mapping[str, Any]],
-    questions: Sequence[Mapping[str, Any]],
-    judge: Judge,
-    prompts: Mapping[str, Mapping[str, Any]],
-    references: Mapping[Any, Sequence[str]] | None,
-    options: Mapping[str, Any] | None = None,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Judge every turn of every answer; returns the result record and the per-turn judgments."""
+def check_run_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
     opts = check_options(options or {}, OPTIONS, NAME)
     if int(opts["judge_attempts"]) < 1:
         raise ValueError(f"{NAME}: judge_attempts must be >= 1, got {opts['judge_attempts']}")
+    return opts
+
+
+def prepare(
+    model_answers: Sequence[Mapping[str, Any]],
+    questions: Sequence[Mapping[str, Any]],
+    prompts: Mapping[str, Mapping[str, Any]],
+    references: Mapping[Any, Sequence[str]] | None,
+) -> tuple[dict[Any, list[str]], list[Judgment]]:
+    """The answers by question id, checked against the questions, and the judgments to ask for."""
     by_question = answers_by_question(model_answers, "model answers")
     qids = [q["question_id"] for q in questions]
     if set(by_question) != set(qids):
@@ -379,7 +381,20 @@ def evaluate(
             raise ValueError(
                 f"question {q['question_id']} has {len(q['turns'])} turns but its answer has a different number"
             )
-    judgments = build_judgments(questions, answers, prompts, references)
+    return answers, build_judgments(questions, answers, prompts, references)
+
+
+def evaluate(
+    model_answers: Sequence[Mapping[str, Any]],
+    questions: Sequence[Mapping[str, Any]],
+    judge: Judge,
+    prompts: Mapping[str, Mapping[str, Any]],
+    references: Mapping[Any, Sequence[str]] | None,
+    options: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Judge every turn of every answer; returns the result record and the per-turn judgments."""
+    opts = check_run_options(options)
+    answers, judgments = prepare(model_answers, questions, prompts, references)
     n_requests = judge_all(judge, judgments, int(opts["judge_attempts"]), float(opts["retry_temperature"]))
     generators = {str(record.get("model_id")) for record in model_answers}
     result = {
@@ -416,6 +431,36 @@ def evaluate(
 # --------------------------------------------------------------------------- entry point
 
 
+def load_inputs(
+    outputs: str | Path, questions: str | Path, judge_prompts: str | Path, reference_answers: str | Path | None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, dict[str, Any]], dict[Any, list[str]] | None]:
+    """The model answers, questions, judge prompts and reference answers (None without a file) from their files."""
+    references = read_reference_answers(reference_answers) if reference_answers else None
+    return read_records(outputs), read_questions(questions), load_prompts(judge_prompts), references
+
+
+def judge_requests(
+    outputs_path: str | Path,
+    prompts_path: str | Path,
+    options: Mapping[str, Any] | None = None,
+    assets: Mapping[str, str | Path] | None = None,
+) -> list[JudgeRequest]:
+    """The first-attempt judge requests for an outputs file (used by :mod:`evals.budget`).
+
+    ``assets`` holds the files ``main`` takes as flags: ``judge_prompts`` and,
+    for the reference categories, ``reference_answers``.
+    """
+    assets = assets or {}
+    if "judge_prompts" not in assets:
+        raise ValueError(f"{NAME}: judge_requests needs the judge_prompts asset")
+    opts = check_run_options(options)
+    answers, questions, prompts, references = load_inputs(
+        outputs_path, prompts_path, assets["judge_prompts"], assets.get("reference_answers")
+    )
+    _, judgments = prepare(answers, questions, prompts, references)
+    return [j.request(0, float(opts["retry_temperature"])) for j in judgments]
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = evaluation_parser("python -m evals.mt_bench", __doc__, ASSETS)
     args = parser.parse_args(argv)
@@ -429,15 +474,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     require(parser, args, ["outputs", "questions", "judge", "out", "judge_prompts"])
     judge = make_judge(json.loads(args.judge), args.cache)
-    references = read_reference_answers(args.reference_answers) if args.reference_answers else None
-    result, annotations = evaluate(
-        read_records(args.outputs),
-        read_questions(args.questions),
-        judge,
-        load_prompts(args.judge_prompts),
-        references,
-        json.loads(args.options),
+    answers, questions, prompts, references = load_inputs(
+        args.outputs, args.questions, args.judge_prompts, args.reference_answers
     )
+    result, annotations = evaluate(answers, questions, judge, prompts, references, json.loads(args.options))
     log.info("judge %s: %d calls, %d cache hits", judge.name, result["judge_calls"], result["cache_hits"])
     if args.annotations_out is not None:
         write_json(args.annotations_out, annotations)

@@ -358,3 +358,19 @@ def test_offline_verdicts_mirror_when_positions_swap() -> None:
         )
     ]
     assert labels == ["A>>B", "B>>A"]
+
+
+def test_judge_requests_are_the_first_attempt_requests_of_a_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the cost guard counts is exactly what main() sends: both games of every prompt."""
+    args = cli_args(tmp_path, {"backend": "offline"})
+    counting = ScriptedJudge(lambda r: "[[A=B]]")
+    monkeypatch.setattr(ah, "make_judge", lambda config, cache: counting)
+    ah.main(args)
+    assets = {"baseline_answers": BASELINE, "judge_config": JUDGE_CONFIG}
+    planned = ah.judge_requests(tmp_path / "answers.json", QUESTIONS, {"protocol": "v0.1"}, assets)
+    assert planned == counting.requests and len(planned) == 2 * len(questions())
+    assert [r.payload["game"] for r in planned] == [1, 2] * len(questions())
+    with pytest.raises(ValueError, match="judge_config"):
+        ah.judge_requests(tmp_path / "answers.json", QUESTIONS, {}, {"baseline_answers": BASELINE})

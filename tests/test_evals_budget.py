@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
+from evals import arena_hard as ah
 from evals import budget
 from evals import harmless as hl
+from evals import mt_bench as mt
 from evals.judges import CachedJudge, Judge, JudgeReply, JudgeRequest
 from evals.judges.offline import OfflineJudge
 from evals.judges.openai_compat import OpenAIConfig, OpenAIJudge
@@ -223,3 +225,53 @@ def test_harmless_main_checks_the_budget_before_judging(tmp_path: Path, results:
     with pytest.raises(budget.BudgetError, match="20 judge calls"):  # refused before the judge (and its key) is needed
         hl.main(["--outputs", str(outputs), "--judge", json.dumps(judge), "--out", str(tmp_path / "r.json")])
     assert not (tmp_path / "r.json").exists()
+
+
+def test_asset_benchmarks_are_estimated_from_their_asset_files(
+    tmp_path: Path, results: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """MT-Bench and Arena-Hard: the table and the step check read the assets where the workflow keeps them."""
+    config = small_config(PAID)
+    full = yaml.safe_load((REPO / "workflow/config/config.yaml").read_text())
+    config["benchmarks"] = {k: copy.deepcopy(full["benchmarks"][k]) for k in ("mt_bench", "arena_hard")}
+    config_path = tmp_path / "assets.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    for name in ("mt_bench", "arena_hard"):
+        source = {**full["datasets"][name], "path": str(REPO / full["datasets"][name]["path"])}
+        prepare(name, {k: v for k, v in source.items() if k != "kind"}, results / f"data/{name}.jsonl")
+    rows = {r.benchmark: r for r in budget.plan_run(budget._load_config(config_path), results)}
+    assert all(r.estimate.calls == 0 and r.estimate.cost_usd is None for r in rows.values())
+    assert "not fetched yet" in rows["mt_bench"].estimate.notes[0]
+
+    assets = {}
+    for benchmark, block in config["benchmarks"].items():
+        assets[benchmark] = budget.asset_files(benchmark, results, block["assets"])
+        for name, path in assets[benchmark].items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(REPO / block["assets"][name]["path"], path)
+    assert budget.main(["--config", str(config_path), "--results", str(results)]) == 0
+    assert "cannot be estimated" not in capsys.readouterr().out
+    rows = {r.benchmark: r for r in budget.plan_run(budget._load_config(config_path), results)}
+    questions = {name: len((results / f"data/{name}.jsonl").read_text().splitlines()) for name in rows}
+    assert rows["arena_hard"].estimate.calls == 2 * questions["arena_hard"]  # two games per prompt
+    assert rows["mt_bench"].estimate.calls == 2 * questions["mt_bench"]  # two turns per question
+    assert all(r.estimate.cost_usd is not None and r.estimate.cost_usd > 0 for r in rows.values())
+
+    # With real outputs the step check counts exactly the module's requests, assets found under --results.
+    outputs = tmp_path / "mt_outputs.json"
+    prompts = results / "data/mt_bench.jsonl"
+    mt.write_outputs(prompts, [["An answer."] * len(t) for t in mt.read_turns(prompts)], "m", outputs)
+    expected = mt.judge_requests(outputs, prompts, {}, assets["mt_bench"])
+    found, _ = budget.step_estimate("mt_bench", PAID, outputs, prompts, None, {}, assets["mt_bench"])
+    assert found.calls == len(expected) and found.input_tokens == sum(expected_tokens(r) for r in expected)
+    argv = ["--step", "--benchmark", "mt_bench", "--outputs", str(outputs), "--reference", str(prompts)]
+    argv += ["--results", str(results), "--judge", json.dumps({**PAID, "max_budget_usd": 1e-6})]
+    assert budget.main(argv) == 3
+    assert f"{len(expected)} judge calls" in capsys.readouterr().err
+    ah_outputs = tmp_path / "ah_outputs.json"
+    ah_prompts = results / "data/arena_hard.jsonl"
+    ah.write_outputs(ah_prompts, ["An answer."] * questions["arena_hard"], "m", ah_outputs)
+    options = config["benchmarks"]["arena_hard"]["options"]
+    expected = ah.judge_requests(ah_outputs, ah_prompts, options, assets["arena_hard"])
+    found, _ = budget.step_estimate("arena_hard", PAID, ah_outputs, ah_prompts, None, options, assets["arena_hard"])
+    assert found.calls == len(expected) == 2 * questions["arena_hard"]

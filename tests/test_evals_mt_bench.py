@@ -384,9 +384,26 @@ def test_dry_run_has_generate_and_evaluate_jobs_for_both_new_benchmarks(tmp_path
     assert run_.returncode == 0, run_.stderr[-3000:]
     for bench in ("mt_bench", "arena_hard"):
         assert f"--task {bench} " in run_.stdout
-        assert f"python -m evals.{bench} --outputs" in run_.stdout
+        assert f"--step evals.{bench} '--outputs" in run_.stdout
         assert f"python -m evals.{bench} --fetch-asset" in run_.stdout
     paper = snakemake(work, "-n", "-p", "--configfile", "workflow/config/paper.yaml")
     assert paper.returncode == 0, paper.stderr[-3000:]
     assert "raw.githubusercontent.com/lm-sys/FastChat/" in paper.stdout
     assert '"model": "gpt-4-0613"' in paper.stdout  # MT-Bench's own judge
+
+
+def test_judge_requests_are_the_first_attempt_requests_of_a_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the cost guard counts is exactly what main() sends: every turn, reference prompts included."""
+    args = cli_args(tmp_path, {"backend": "offline"})
+    counting = ScriptedJudge(lambda r: "[[5]]")
+    monkeypatch.setattr(mt, "make_judge", lambda config, cache: counting)
+    mt.main(args)
+    assets = {"judge_prompts": PROMPTS, "reference_answers": REFERENCES}
+    planned = mt.judge_requests(tmp_path / "answers.json", QUESTIONS, {}, assets)
+    assert planned == counting.requests and len(planned) == 16
+    names = {r.template.split("@")[0] for r in planned}
+    assert names == {f"mt_bench/{name}" for name in mt.JUDGE_PROMPTS.values()}
+    with pytest.raises(ValueError, match="judge_prompts"):
+        mt.judge_requests(tmp_path / "answers.json", QUESTIONS, {}, {})

@@ -1,9 +1,12 @@
 # Config validation and the small functions every stage shares.
 import json
+import os
 import re
+import shlex
 
 from baselines import get_method
 from evals import BENCHMARKS as BENCHMARK_MODULES
+from evals.budget import backend_config
 from suite.config import validate_config
 
 validate_config(config)
@@ -97,3 +100,94 @@ def launch(resources):
     """`accelerate launch` with the workflow's accelerate config and one process per GPU the job holds."""
     processes = max(1, int(resources.get("gpu", 0) or 0))
     return f"accelerate launch --config_file {config['compute']['accelerate_config']} --num_processes {processes}"
+
+
+# ------------------------------------------------------------------ evaluation (eval.smk)
+
+# Benchmarks without a prompt set have no generation step (evals/capability.py: workflow/rules/capability.smk).
+GENERATED_BENCHMARKS = [name for name, spec in config["benchmarks"].items() if "prompts" in spec]
+
+
+def generation_decoding(wildcards, benchmark):
+    """The variant's generation settings under the benchmark's own (e.g. Arena-Hard's greedy decoding)."""
+    return {**variant_spec(wildcards)["generation"], **config["benchmarks"][benchmark].get("generation", {})}
+
+
+def generation_tasks(wildcards):
+    """`--task BENCHMARK PROMPTS DECODING OUT` for every generated benchmark."""
+    return " ".join(
+        f"--task {b} {dataset_file(config['benchmarks'][b]['prompts'])} "
+        f"{shlex.quote(as_json(generation_decoding(wildcards, b)))} "
+        f"{model_outputs(wildcards, b)}"
+        for b in GENERATED_BENCHMARKS
+    )
+
+
+def model_outputs(wildcards, benchmark):
+    return f"results/generations/{wildcards.variant}/{wildcards.method}/{benchmark}.json"
+
+
+def asset_file(benchmark, name):
+    """Where a benchmark asset (judge prompts, reference or baseline answers) is kept for evaluation."""
+    source = config["benchmarks"][benchmark]["assets"][name]
+    suffix = os.path.splitext(source.get("path") or source.get("url"))[1]
+    return f"results/data/assets/{benchmark}/{name}{suffix}"
+
+
+def benchmark_options(benchmark):
+    options = config["benchmarks"][benchmark].get("options")
+    return f" --options {shlex.quote(as_json(options))}" if options else ""
+
+
+def benchmark_inputs(wildcards, benchmark):
+    """What evaluating one benchmark reads: the model's answers, the prompt set, its assets."""
+    bench = config["benchmarks"][benchmark]
+    inputs = {"outputs": model_outputs(wildcards, benchmark), "reference": dataset_file(bench["prompts"])}
+    if bench.get("fetch_lc_assets"):
+        inputs["lc_assets"] = "results/data/alpaca_eval_lc_assets.done"
+    for name in bench.get("assets", {}):
+        inputs[name] = asset_file(benchmark, name)
+    return inputs
+
+
+def evaluate_inputs(wildcards):
+    return {f"{b}_{k}": v for b in GENERATED_BENCHMARKS for k, v in benchmark_inputs(wildcards, b).items()}
+
+
+def benchmark_judge(benchmark):
+    """The top-level judge with the benchmark's overrides (e.g. MT-Bench's GPT-4)."""
+    return {**config["judge"], **config["benchmarks"][benchmark].get("judge", {})}
+
+
+def evaluation_steps(wildcards):
+    """`--step MODULE ARGS` for every generated benchmark: its evaluator's command line (evals/evaluate.py)."""
+    steps = []
+    for b in GENERATED_BENCHMARKS:
+        inputs = benchmark_inputs(wildcards, b)
+        assets = config["benchmarks"][b].get("assets", {})
+        out = f"results/eval/{wildcards.variant}/{wildcards.method}/{b}"
+        args = (
+            f"--outputs {inputs['outputs']} --reference {inputs['reference']} "
+            f"--judge {shlex.quote(as_json(backend_config(benchmark_judge(b))))} "
+            f"--cache results/cache/judge.sqlite --out {out}.json --annotations-out {out}.annotations.json"
+            + "".join(f" --{name.replace('_', '-')} {asset_file(b, name)}" for name in assets)
+            + benchmark_options(b)
+        )
+        steps.append(f"--step {BENCHMARK_MODULES[b]} {shlex.quote(args)}")
+    return " ".join(steps)
+
+
+def budget_checks(wildcards):
+    """With judge.max_budget_usd or judge.confirm set, the cost guard (evals/budget.py) runs before judging."""
+    checks = ""
+    for b in GENERATED_BENCHMARKS:
+        judge = benchmark_judge(b)
+        if judge.get("max_budget_usd") is None and not judge.get("confirm"):
+            continue
+        inputs = benchmark_inputs(wildcards, b)
+        checks += (
+            f"python -m evals.budget --step --benchmark {b} --outputs {inputs['outputs']} "
+            f"--reference {inputs['reference']} --judge {shlex.quote(as_json(judge))} "
+            f"--cache results/cache/judge.sqlite{benchmark_options(b)} && "
+        )
+    return checks
