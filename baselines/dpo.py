@@ -6,6 +6,8 @@ are all DPO with per-token weights on the log-ratios.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -38,6 +40,25 @@ def weighted_dpo_loss(
     chosen, rejected = weighted_logratios(batch, chosen_weights, rejected_weights)
     losses = -F.logsigmoid(beta * (chosen - rejected))
     return LossOutput(losses.mean(), dpo_metrics(batch, beta * chosen, beta * rejected))
+
+
+def weighted_dpo_by_record(
+    batch: PreferenceBatch, beta: float, method: str, side_weights: Callable[[Sequence[str], Tensor, str], Tensor]
+) -> LossOutput:
+    """Weighted DPO whose token weights are looked up per record (DPO-Random, TIS-DPO), with their means logged.
+
+    ``side_weights(ids, mask, side)`` returns the (B, T) weights of one side
+    of the batch's records; record ids come from the engine's collator.
+    """
+    ids = batch.extras.get("ids")
+    if ids is None:
+        raise ValueError(f"{method} needs the record ids in batch.extras['ids'] (the engine's collator adds them)")
+    chosen = side_weights(ids, batch.chosen_mask, "chosen")
+    rejected = side_weights(ids, batch.rejected_mask, "rejected")
+    output = weighted_dpo_loss(batch, beta, chosen, rejected)
+    for side, weights, mask in (("chosen", chosen, batch.chosen_mask), ("rejected", rejected, batch.rejected_mask)):
+        output.metrics[f"weights/{side}_mean"] = weights.sum(-1) / mask.sum(-1).clamp(min=1)
+    return output
 
 
 def dpo_loss(batch: PreferenceBatch, beta: float) -> LossOutput:

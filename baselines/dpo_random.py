@@ -19,7 +19,7 @@ import hashlib
 import torch
 from torch import Tensor
 
-from baselines.dpo import weighted_dpo_loss
+from baselines.dpo import weighted_dpo_by_record
 from baselines.registry import Method
 from suite.engine import LossOutput, PreferenceBatch
 
@@ -44,16 +44,9 @@ def random_weights(ids: list[str], mask: Tensor, side: str, seed: int, low: floa
 def dpo_random_loss(batch: PreferenceBatch, beta: float, low: float, high: float, seed: int) -> LossOutput:
     if not 0 <= low <= high:
         raise ValueError(f"dpo_random: need 0 <= low <= high, got low={low}, high={high}")
-    ids = batch.extras.get("ids")
-    if ids is None:
-        raise ValueError("dpo_random needs the record ids in batch.extras['ids'] (the engine's collator adds them)")
-    chosen_weights = random_weights(ids, batch.chosen_mask, "chosen", seed, low, high)
-    rejected_weights = random_weights(ids, batch.rejected_mask, "rejected", seed, low, high)
-    output = weighted_dpo_loss(batch, beta, chosen_weights, rejected_weights)
-    n_chosen, n_rejected = batch.chosen_mask.sum(-1).clamp(min=1), batch.rejected_mask.sum(-1).clamp(min=1)
-    output.metrics["weights/chosen_mean"] = chosen_weights.sum(-1) / n_chosen
-    output.metrics["weights/rejected_mean"] = rejected_weights.sum(-1) / n_rejected
-    return output
+    return weighted_dpo_by_record(
+        batch, beta, "dpo_random", lambda ids, mask, side: random_weights(ids, mask, side, seed, low, high)
+    )
 
 
 METHOD = Method(

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from baselines.dpo import weighted_dpo_loss
+from baselines.dpo import weighted_dpo_by_record
 from baselines.registry import Method
 from suite.engine import LossOutput, PreferenceBatch
 
@@ -140,16 +140,9 @@ def tis_dpo_loss(
     stale = {k: (stored.get(k), v) for k, v in weight_params.items() if k in stored and stored[k] != v}
     if stale:
         raise ValueError(f"tis_dpo: the token weights were built with other settings (stored, asked): {stale}")
-    ids = batch.extras.get("ids")
-    if ids is None:
-        raise ValueError("tis_dpo needs the record ids in batch.extras['ids'] (the engine's collator adds them)")
-    chosen_weights = place_weights(artifact["values"], ids, batch.chosen_mask, "chosen")
-    rejected_weights = place_weights(artifact["values"], ids, batch.rejected_mask, "rejected")
-    output = weighted_dpo_loss(batch, beta, chosen_weights, rejected_weights)
-    n_chosen, n_rejected = batch.chosen_mask.sum(-1).clamp(min=1), batch.rejected_mask.sum(-1).clamp(min=1)
-    output.metrics["weights/chosen_mean"] = chosen_weights.sum(-1) / n_chosen
-    output.metrics["weights/rejected_mean"] = rejected_weights.sum(-1) / n_rejected
-    return output
+    return weighted_dpo_by_record(
+        batch, beta, "tis_dpo", lambda ids, mask, side: place_weights(artifact["values"], ids, mask, side)
+    )
 
 
 METHOD = Method(

@@ -21,7 +21,7 @@ from suite.reward import train_reward_model
 from suite.rto import pack, rto_params, run_rto
 from suite.train import run_training
 from tests.conftest import TINY_SIZE
-from tests.workflow_helpers import clean_checkout, snakemake
+from tests.workflow_helpers import clean_checkout, job_counts, snakemake
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -290,17 +290,6 @@ def test_rto_is_not_a_preference_loss_and_checks_its_parameters():
 
 
 # ---------------------------------------------------------------- the DAG
-
-
-def job_counts(output: str) -> dict[str, int]:
-    table = output.split("Job stats:", 1)[1]
-    counts = {}
-    for line in table.splitlines()[3:]:
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit():
-            break
-        counts[parts[0]] = int(parts[1])
-    return counts
 
 
 def test_dag_builds_the_contrastive_models_weights_and_reward_model_once_per_variant(tmp_path: Path):

@@ -31,7 +31,7 @@ from suite.onpolicy import (
     score_samples,
 )
 from suite.reward import load_reward_model
-from tests.workflow_helpers import REPO, clean_checkout, snakemake
+from tests.workflow_helpers import REPO, clean_checkout, job_counts, snakemake
 
 QUESTIONS = [
     "How do I bake bread?",
@@ -329,17 +329,6 @@ def test_config_checks_onpolicy_references() -> None:
     broken["reward_models"]["tiny-rm"]["train"]["data"] = name
     with pytest.raises(ConfigError, match="labelled by this reward model itself"):
         validate_config(broken)
-
-
-def job_counts(dry_run_output: str) -> dict[str, int]:
-    table = dry_run_output.split("Job stats:", 1)[1]
-    counts = {}
-    for line in table.splitlines()[3:]:
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit():
-            break
-        counts[parts[0]] = int(parts[1])
-    return counts
 
 
 @pytest.fixture(scope="module")

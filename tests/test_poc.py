@@ -19,6 +19,7 @@ from suite.poc.data import KINDS, fact_table, generate
 from suite.poc.models import check_single_tokens, corpus
 from suite.poc.report import paired_differences, summary_table, t_interval, write_summary
 from suite.poc.train import check_alignment
+from tests.workflow_helpers import job_counts
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -160,17 +161,6 @@ def test_summary_and_paired_tables() -> None:
 
 
 # ---------------------------------------------------------------- workflow
-
-
-def job_counts(output: str) -> dict[str, int]:
-    table = output.split("Job stats:", 1)[1]
-    counts = {}
-    for line in table.splitlines()[3:]:
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit():
-            break
-        counts[parts[0]] = int(parts[1])
-    return counts
 
 
 def dry_run(*targets: str) -> dict[str, int]:

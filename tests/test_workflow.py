@@ -11,19 +11,7 @@ import pytest
 import yaml
 
 from baselines import method_names
-from tests.workflow_helpers import REPO, clean_checkout, snakemake
-
-
-def job_counts(dry_run_output: str) -> dict[str, int]:
-    """Parse Snakemake's 'Job stats' table of a dry run."""
-    table = dry_run_output.split("Job stats:", 1)[1]
-    counts = {}
-    for line in table.splitlines()[3:]:
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit():
-            break
-        counts[parts[0]] = int(parts[1])
-    return counts
+from tests.workflow_helpers import REPO, clean_checkout, job_counts, snakemake
 
 
 @pytest.fixture(scope="module")

@@ -41,3 +41,15 @@ def snakemake(workdir: Path, *args: str, timeout: int = 1200) -> subprocess.Comp
         text=True,
         timeout=timeout,
     )
+
+
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    """Parse the 'Job stats' table Snakemake prints: rule -> number of jobs."""
+    table = dry_run_output.split("Job stats:", 1)[1]
+    counts = {}
+    for line in table.splitlines()[3:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
