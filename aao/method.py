@@ -128,6 +128,7 @@ METHOD = Method(
     reference="precomputed",
     defaults=dict(DEFAULTS),
     needs_hidden_states=True,
+    needs_logits=True,  # views of the forward's logits, for the AW entropy features
     description="Ambiguity Awareness Optimization: DPO with similarity-based token weights and adaptive thresholds",
     build_modules=build_modules,
 )

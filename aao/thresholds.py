@@ -17,9 +17,11 @@ Input features ([choice] ``aw_features``), per pair, all detached:
   over the rejected response's tokens (4 features, free: the batch has them);
 * ``logp_entropy`` (default): those plus mean and std of the policy's
   token entropies H_t = -sum_v p_v log p_v on each side (8 features). The
-  entropies come from the policy's output layer applied to the (detached) last
-  hidden states the batch already carries, for response tokens only, in chunks
-  and without gradient; for Llama and Mistral that reproduces the logits exactly.
+  entropies come from the policy's logits the engine hands over (``needs_logits``:
+  views of the forward's logits at the positions that predict each response
+  token), detached, for response tokens only, ``ENTROPY_CHUNK`` at a time, so no
+  float32 copy of all the logits is made and no output layer runs again.
+  Features only ever use logits; the similarity only hidden states or embeddings.
 
 Each feature goes through sign(x) log(1 + |x|) before the MLP, which keeps
 log-probs (-1e1), entropies (1e1) and pathological inputs (1e4) in one range.
@@ -42,7 +44,7 @@ MARGIN = 1e-3  # minimum gap a - b, and of b below 1 - MARGIN: exact in float32
 LOGIT_CLAMP = 30.0  # |z| beyond which the sigmoid is flat in float32 anyway
 ATTRIBUTE = "aao_thresholds"  # name of the AW submodule on the policy
 FEATURE_COUNTS = {"logp": 4, "logp_entropy": 8}
-ENTROPY_CHUNK = 256  # response tokens per output-layer chunk (a 128k vocabulary: ~0.4 GB transient)
+ENTROPY_CHUNK = 256  # response tokens per entropy chunk (a 128k vocabulary: ~0.1 GB float32 transient)
 
 
 def thresholds_from_logits(logits: Tensor, margin: float = MARGIN) -> tuple[Tensor, Tensor]:
@@ -111,22 +113,24 @@ def masked_mean_std(values: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
 
 
 @torch.no_grad()
-def token_entropies(hidden: Tensor, mask: Tensor, output_layer: nn.Module, chunk: int = ENTROPY_CHUNK) -> Tensor:
+def token_entropies(logits: Tensor, mask: Tensor, chunk: int = ENTROPY_CHUNK) -> Tensor:
     """Entropy of the policy's next-token distribution at every response position, (B, T); 0 elsewhere.
 
-    hidden: (B, T, D) last hidden states; output_layer maps them to logits (B, T, V).
-    Only response positions go through the output layer, ``chunk`` at a time.
+    logits: (B, T, V) the policy's logits at the positions predicting each token (any dtype, possibly a
+    view of the forward's logits); only real (masked) positions are read, ``chunk`` at a time in float32,
+    detached, so at most (chunk, V) float32 values exist at once.
     """
     real = mask.bool()
-    entropies = torch.zeros(mask.shape, dtype=torch.float32, device=hidden.device)
-    selected = hidden.detach()[real]  # (N, D)
+    entropies = torch.zeros(mask.shape, dtype=torch.float32, device=logits.device)
+    rows, cols = real.nonzero(as_tuple=True)  # (N,) each
+    logits = logits.detach()
     values = []
-    for start in range(0, selected.shape[0], chunk):
-        logits = output_layer(selected[start : start + chunk]).float()  # (n, V)
-        logp = torch.log_softmax(logits, dim=-1)
+    for start in range(0, rows.shape[0], chunk):
+        part = logits[rows[start : start + chunk], cols[start : start + chunk]].float()  # (n, V)
+        logp = torch.log_softmax(part, dim=-1)
         values.append(-(logp.exp() * logp).sum(-1))
     if values:
-        entropies[real] = torch.cat(values)
+        entropies[rows, cols] = torch.cat(values)
     return entropies
 
 
@@ -137,15 +141,13 @@ def policy_features(batch: PreferenceBatch, kind: str) -> Tensor:
         *masked_mean_std(batch.rejected_logps.detach(), batch.rejected_mask),
     ]
     if kind == "logp_entropy":
-        model = batch.extras.get("model")
-        if model is None or batch.chosen_hidden is None or batch.rejected_hidden is None:
-            raise ValueError("aao: aw_features 'logp_entropy' needs the policy and its hidden states in the batch")
-        output_layer = unwrap(model).get_output_embeddings()
-        for hidden, mask in (
-            (batch.chosen_hidden, batch.chosen_mask),
-            (batch.rejected_hidden, batch.rejected_mask),
+        if batch.chosen_logits is None or batch.rejected_logits is None:
+            raise ValueError("aao: aw_features 'logp_entropy' needs the policy's logits in the batch (needs_logits)")
+        for logits, mask in (
+            (batch.chosen_logits, batch.chosen_mask),
+            (batch.rejected_logits, batch.rejected_mask),
         ):
-            stats.extend(masked_mean_std(token_entropies(hidden, mask, output_layer), mask))
+            stats.extend(masked_mean_std(token_entropies(logits, mask), mask))
     elif kind != "logp":
         raise ValueError(f"aao: unknown aw_features {kind!r}")
     return torch.stack(stats, dim=-1).detach()  # (B, F)

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, set_seed
 
 from baselines.registry import Method
 
@@ -39,7 +39,7 @@ class PreferenceBatch:
     rejected_mask: Tensor  # (B, T) float
     ref_chosen_logps: Tensor | None = None  # (B, T)
     ref_rejected_logps: Tensor | None = None  # (B, T)
-    chosen_hidden: Tensor | None = None  # (B, T, D) last hidden state at the predicting position
+    chosen_hidden: Tensor | None = None  # (B, T, D) last hidden state at the response token's own position
     rejected_hidden: Tensor | None = None  # (B, T, D)
     extras: dict[str, Any] = field(default_factory=dict)
     # Only for methods with ``needs_logits``: views of the forward's logits at the predicting positions, never copies.
@@ -241,7 +241,7 @@ def forward_outputs(
         use_cache=False,
     )
     logps, mask = token_logps(outputs.logits, inputs["labels"])
-    hidden = outputs.hidden_states[-1][:, :-1] if hidden_states else None
+    hidden = outputs.hidden_states[-1][:, 1:] if hidden_states else None  # position j: token j+1's own state
     return ForwardOutput(logps, mask, hidden, outputs.logits[:, :-1] if logits else None)
 
 
@@ -338,6 +338,7 @@ class PreferenceTrainer(Trainer):
             raise ValueError(f"method {method.name!r} needs a live reference model (ref_model=...)")
         if method.needs_mismatched_pairs and method.reference != "live":
             raise ValueError(f"method {method.name!r}: mismatched pairs need a live reference (reference='live')")
+        set_seed(kwargs["args"].seed)  # the method modules' random init, reproducible like the Trainer's own
         self._module_lrs = _attach_method_modules(kwargs["model"], method, method_params)
         super().__init__(*args, **kwargs)
         self.method = method

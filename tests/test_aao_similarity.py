@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from aao.similarity import response_representations, token_similarity
-from suite.engine import IGNORE, PreferenceBatch
+from suite.engine import IGNORE, PreferenceBatch, PreferenceCollator, PreferenceDataset, forward_outputs
+from suite.models import load_model, load_tokenizer
 from tests.test_aao_support import StandInPolicy, loop_similarity, pad_batch, random_batch, real_positions
 
 SHAPES = [(1, 4, 3), (3, 9, 6), (5, 17, 8)]
@@ -115,3 +116,31 @@ def test_missing_representations_say_what_they_need():
         response_representations(batch, "reference")
     with pytest.raises(NotImplementedError, match="inputs"):
         response_representations(batch, "embedding")
+
+
+def test_engine_hidden_states_are_each_tokens_own(tiny_model_dir):
+    """Shifted position j holds token j+1's own last hidden state: a key token that differs after a shared
+    prefix gets a different vector in chosen and rejected (the predicting position's would be identical)."""
+    tokenizer = load_tokenizer(tiny_model_dir)
+    model = load_model(tiny_model_dir)
+    record = {
+        "id": "0",
+        "prompt": [{"role": "user", "content": "Tell me about the river."}],
+        "chosen": [{"role": "assistant", "content": "Here is a kind note."}],
+        "rejected": [{"role": "assistant", "content": "Here is a rude note."}],
+    }
+    dataset = PreferenceDataset([record], tokenizer, max_length=64, max_prompt_length=32)
+    inputs = PreferenceCollator(tokenizer.pad_token_id)([dataset[0]])
+    out = forward_outputs(model, inputs, hidden_states=True)
+    with torch.no_grad():
+        full = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], output_hidden_states=True)
+    torch.testing.assert_close(out.hidden, full.hidden_states[-1][:, 1:])
+    targets = inputs["labels"][:, 1:]
+    real = (out.mask[0] > 0) & (out.mask[1] > 0)
+    differing = [t for t in range(targets.shape[1]) if real[t] and targets[0, t] != targets[1, t]]
+    assert differing, "the pair must differ in a response token"
+    key = differing[0]
+    first = int(real.nonzero()[0])
+    assert torch.equal(targets[0, first:key], targets[1, first:key])  # a shared response prefix
+    torch.testing.assert_close(out.hidden[0, first:key], out.hidden[1, first:key])
+    assert not torch.allclose(out.hidden[0, key], out.hidden[1, key])

@@ -15,19 +15,14 @@ VOCAB = 11
 
 
 class StandInPolicy(nn.Module):
-    """What the AAO loss needs of the policy: output and input embeddings, and room for the AW module."""
+    """What the AAO loss needs of the policy: input embeddings, and room for the AW module."""
 
     def __init__(self, dim: int, vocab: int = VOCAB, seed: int = 0) -> None:
         super().__init__()
         generator = torch.Generator().manual_seed(seed)
         self.embed = nn.Embedding(vocab, dim)
-        self.lm_head = nn.Linear(dim, vocab, bias=False)
         with torch.no_grad():
             self.embed.weight.copy_(torch.randn(vocab, dim, generator=generator))
-            self.lm_head.weight.copy_(torch.randn(vocab, dim, generator=generator))
-
-    def get_output_embeddings(self) -> nn.Module:
-        return self.lm_head
 
     def get_input_embeddings(self) -> nn.Module:
         return self.embed
@@ -70,7 +65,10 @@ def random_batch(
     lengths: list[tuple[int, int, int]] | None = None,
     policy: nn.Module | None = None,
 ) -> PreferenceBatch:
-    """A PreferenceBatch like the engine's: garbage (not zeros) off the masks, so masking is tested."""
+    """A PreferenceBatch like the engine's: garbage (not zeros) off the masks, so masking is tested.
+
+    Hidden states (B, T, D) and policy logits (B, T, VOCAB) are independent draws, as in the engine they
+    come from different positions (a token's own, the one predicting it)."""
     generator = torch.Generator().manual_seed(seed)
     chosen_mask, rejected_mask = response_masks(batch, length, generator, lengths)
 
@@ -86,6 +84,8 @@ def random_batch(
         ref_rejected_logps=logps(),
         chosen_hidden=torch.randn(batch, length, dim, generator=generator),
         rejected_hidden=torch.randn(batch, length, dim, generator=generator),
+        chosen_logits=torch.randn(batch, length, VOCAB, generator=generator) * 3.0,
+        rejected_logits=torch.randn(batch, length, VOCAB, generator=generator) * 3.0,
     )
     result.extras["model"] = policy if policy is not None else policy_with_thresholds(dim, seed=seed)
     return result
@@ -111,6 +111,8 @@ def pad_batch(batch: PreferenceBatch, extra: int, seed: int = 99) -> PreferenceB
         ref_rejected_logps=grow(batch.ref_rejected_logps, "garbage"),
         chosen_hidden=grow(batch.chosen_hidden, "garbage"),
         rejected_hidden=grow(batch.rejected_hidden, "garbage"),
+        chosen_logits=grow(batch.chosen_logits, "garbage"),
+        rejected_logits=grow(batch.rejected_logits, "garbage"),
     )
     padded.extras.update(batch.extras)
     return padded
@@ -198,18 +200,18 @@ def loop_std(values: list[float]) -> tuple[float, float]:
 
 
 def loop_features(batch: PreferenceBatch, entropy: bool) -> list[list[float]]:
-    """AW inputs per pair: mean/std of log-probs (chosen, rejected), then of entropies (chosen, rejected)."""
-    lm_head = batch.extras["model"].get_output_embeddings()
+    """AW inputs per pair: mean/std of log-probs (chosen, rejected), then of the entropies of the policy's
+    logits (chosen, rejected)."""
     rows = []
     for b in range(batch.chosen_mask.shape[0]):
         iw, il = real_positions(batch.chosen_mask[b]), real_positions(batch.rejected_mask[b])
         row = [*loop_std([float(batch.chosen_logps[b, t]) for t in iw])]
         row += [*loop_std([float(batch.rejected_logps[b, t]) for t in il])]
         if entropy:
-            for hidden, positions in ((batch.chosen_hidden, iw), (batch.rejected_hidden, il)):
+            for all_logits, positions in ((batch.chosen_logits, iw), (batch.rejected_logits, il)):
                 values = []
                 for t in positions:
-                    logits = lm_head(hidden[b, t]).tolist()
+                    logits = all_logits[b, t].tolist()
                     top = max(logits)
                     z = sum(math.exp(v - top) for v in logits)
                     probs = [math.exp(v - top) / z for v in logits]

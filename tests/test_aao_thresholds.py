@@ -14,7 +14,7 @@ from aao.thresholds import (
     thresholds_from_logits,
     token_entropies,
 )
-from suite.engine import PreferenceCollator, PreferenceDataset, forward_batch, make_batch
+from suite.engine import PreferenceCollator, PreferenceDataset, forward_outputs, make_batch
 from suite.models import load_model, load_tokenizer
 from tests.test_aao_support import StandInPolicy, loop_features, pad_batch, random_batch
 
@@ -93,12 +93,28 @@ def test_features_of_degenerate_responses_are_finite():
 def test_features_are_detached():
     batch = random_batch(2, 6, 3, policy=StandInPolicy(3))
     batch.chosen_logps.requires_grad_(True)
-    batch.chosen_hidden.requires_grad_(True)
+    batch.chosen_logits.requires_grad_(True)
     assert not policy_features(batch, "logp_entropy").requires_grad
 
 
-def test_entropies_from_hidden_states_equal_those_of_the_logits(tiny_model_dir):
-    """For the tiny Llama, output layer(last hidden state) is the model's logits: the entropies are exact."""
+def test_entropy_features_need_the_logits():
+    batch = random_batch(2, 6, 3, policy=StandInPolicy(3))
+    batch.chosen_logits = None
+    with pytest.raises(ValueError, match="needs_logits"):
+        policy_features(batch, "logp_entropy")
+    assert policy_features(batch, "logp").shape == (2, 4)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1000])
+def test_entropies_do_not_depend_on_the_chunk(chunk):
+    batch = random_batch(3, 9, 4, seed=8)
+    whole = token_entropies(batch.chosen_logits, batch.chosen_mask, chunk=10_000)
+    torch.testing.assert_close(token_entropies(batch.chosen_logits, batch.chosen_mask, chunk=chunk), whole)
+    assert (whole[batch.chosen_mask == 0] == 0).all()
+
+
+def test_entropies_from_the_engines_logits_equal_those_of_a_direct_forward(tiny_model_dir):
+    """The engine's logits (needs_logits) at the predicting positions give each response token's entropy."""
     tokenizer = load_tokenizer(tiny_model_dir)
     model = load_model(tiny_model_dir)
     records = [
@@ -112,15 +128,19 @@ def test_entropies_from_hidden_states_equal_those_of_the_logits(tiny_model_dir):
     ]
     dataset = PreferenceDataset(records, tokenizer, max_length=64, max_prompt_length=32)
     inputs = PreferenceCollator(tokenizer.pad_token_id)([dataset[0], dataset[1]])
-    logps, mask, hidden = forward_batch(model, inputs, hidden_states=True)
+    out = forward_outputs(model, inputs, hidden_states=True, logits=True)
     with torch.no_grad():
         logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits[:, :-1]
         logp = torch.log_softmax(logits.float(), -1)
-        direct = -(logp.exp() * logp).sum(-1) * mask
-    torch.testing.assert_close(token_entropies(hidden, mask, model.get_output_embeddings()), direct)
-    batch = make_batch(logps, mask, None, hidden)
+        direct = -(logp.exp() * logp).sum(-1) * out.mask
+    torch.testing.assert_close(token_entropies(out.logits, out.mask, chunk=3), direct)
+    batch = make_batch(out.logps, out.mask, None, out.hidden, out.logits)
     batch.extras["model"] = model
-    assert torch.isfinite(policy_features(batch, "logp_entropy")).all()
+    features = policy_features(batch, "logp_entropy")
+    assert torch.isfinite(features).all()
+    chosen, rejected = direct.chunk(2)
+    torch.testing.assert_close(features[:, 4], chosen.sum(-1) / out.mask.chunk(2)[0].sum(-1))
+    torch.testing.assert_close(features[:, 6], rejected.sum(-1) / out.mask.chunk(2)[1].sum(-1))
 
 
 def test_missing_module_is_a_clear_error():

@@ -176,3 +176,22 @@ def test_final_model_with_the_aw_module_loads_as_a_plain_causal_lm(trained, tmp_
     assert not isinstance(getattr(loaded, ATTRIBUTE, None), AmbiguityThresholds)
     for key, value in loaded.state_dict().items():
         torch.testing.assert_close(value, trained["model"].state_dict()[key])
+
+
+def test_aw_module_init_follows_the_training_seed(trained, tmp_path):
+    """The AW module is built after seeding with the TrainingArguments' seed: same args, same module,
+    whatever the global random state was before."""
+    tokenizer, train_set = trained["tokenizer"], trained["train_set"]
+
+    def aw_state(seed: int, noise: int) -> dict[str, torch.Tensor]:
+        torch.manual_seed(noise)
+        torch.rand(noise)  # a different global random state each time
+        model = build_tiny_model("llama", tokenizer, TINY_SIZE, seed=0)
+        make_trainer(model, tokenizer, train_set, tmp_path / f"seed{seed}-{noise}", {"beta": 0.1}, seed=seed)
+        return {k: v.detach().clone() for k, v in getattr(model, ATTRIBUTE).state_dict().items()}
+
+    first, second = aw_state(0, 1), aw_state(0, 7)
+    assert first.keys() == second.keys()
+    for key, value in first.items():
+        assert torch.equal(value, second[key]), key
+    assert not torch.equal(aw_state(1, 1)["hidden.weight"], first["hidden.weight"])
