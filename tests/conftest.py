@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from suite.models import build_tiny_model, save_model, train_tokenizer
 
@@ -34,3 +35,12 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("models") / "tiny-llama"
     save_model(model, tokenizer, out)
     return out
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """Tiny models train fastest on one thread, and then do not fight other jobs for the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -21,15 +21,10 @@ from suite.reward import train_reward_model
 from suite.rto import pack, rto_params, run_rto
 from suite.train import run_training
 from tests.conftest import TINY_SIZE
+from tests.toy_preferences import TRAINING, toy_pairs
 from tests.workflow_helpers import clean_checkout, job_counts, snakemake
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 # ---------------------------------------------------------------- the token reward, by hand
@@ -176,20 +171,6 @@ def test_ppo_learns_a_delayed_reward_in_a_token_mdp():
 # ---------------------------------------------------------------- RTO on a tiny language model
 
 
-TOPICS = ["the river", "the garden", "the bridge", "the market", "the tower", "the forest", "the harbour",
-          "the library", "the castle", "the valley", "the station", "the village", "the museum", "the island",
-          "the desert", "the lake"]  # fmt: skip
-TRAINING = {
-    "learning_rate": 1e-3,
-    "max_steps": 24,
-    "per_device_train_batch_size": 4,
-    "lr_scheduler_type": "constant",
-    "seed": 0,
-    "logging_steps": 1,
-    "save_steps": 1000,
-    "max_length": 64,
-    "max_prompt_length": 32,
-}
 REWARD_TRAINING = {
     "learning_rate": 1e-2,
     "max_steps": 12,
@@ -210,15 +191,7 @@ RTO = {
 
 
 def pairs() -> list[dict]:
-    return [
-        {
-            "id": f"rto-{i}",
-            "prompt": [{"role": "user", "content": f"Tell me about {topic}."}],
-            "chosen": [{"role": "assistant", "content": f"Sure! Here is a kind and useful note on {topic}."}],
-            "rejected": [{"role": "assistant", "content": f"Sure! Here is a rude and useless note on {topic}."}],
-        }
-        for i, topic in enumerate(TOPICS)
-    ]
+    return toy_pairs("rto")
 
 
 @pytest.fixture(scope="module")

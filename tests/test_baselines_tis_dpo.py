@@ -21,41 +21,17 @@ from suite.tis_weights import compute_tis_weights
 from suite.tis_weights import main as tis_weights_main
 from suite.train import load_artifact, run_training
 from tests.conftest import TINY_SIZE
+from tests.toy_preferences import TRAINING as TOY_TRAINING
+from tests.toy_preferences import toy_pairs
 
-TOPICS = ["the river", "the garden", "the bridge", "the market", "the tower", "the forest", "the harbour",
-          "the library", "the castle", "the valley", "the station", "the village"]  # fmt: skip
-TRAINING = {
-    "learning_rate": 1e-3,
-    "max_steps": 24,
-    "per_device_train_batch_size": 4,
-    "lr_scheduler_type": "constant",
-    "seed": 0,
-    "logging_steps": 1,
-    "save_steps": 1000,
-    "max_length": 64,
-    "max_prompt_length": 32,
-    "reference_batch_size": 8,
-}
+TRAINING = {**TOY_TRAINING, "reference_batch_size": 8}
 
 
 def pairs() -> list[dict]:
-    return [
-        {
-            "id": f"tis-{i}",
-            "prompt": [{"role": "user", "content": f"Tell me about {topic}."}],
-            "chosen": [{"role": "assistant", "content": f"Sure! Here is a kind and useful note on {topic}."}],
-            "rejected": [{"role": "assistant", "content": f"Sure! Here is a rude and useless note on {topic}."}],
-        }
-        for i, topic in enumerate(TOPICS)
-    ]
+    return toy_pairs("tis")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 # ---------------------------------------------------------------- the transforms, by hand

@@ -8,7 +8,6 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 
 from suite.engine import PreferenceDataset, tokenization_fingerprint
 from suite.io import write_jsonl
@@ -16,21 +15,8 @@ from suite.models import build_tiny_model, save_model, train_tokenizer
 from suite.reference import reference_logps, save_reference
 from suite.train import run_training
 from tests.conftest import TINY_SIZE
+from tests.toy_preferences import TRAINING, toy_pairs
 
-TOPICS = ["the river", "the garden", "the bridge", "the market", "the tower", "the forest", "the harbour",
-          "the library", "the castle", "the valley", "the station", "the village", "the museum", "the island",
-          "the desert", "the lake"]  # fmt: skip
-TRAINING = {
-    "learning_rate": 1e-3,
-    "max_steps": 24,
-    "per_device_train_batch_size": 4,
-    "lr_scheduler_type": "constant",
-    "seed": 0,
-    "logging_steps": 1,
-    "save_steps": 1000,
-    "max_length": 64,
-    "max_prompt_length": 32,
-}
 RUNS = {
     "dpo": {"beta": 0.1},
     "dpo_random": {"beta": 0.1},
@@ -43,24 +29,10 @@ RUNS = {
 
 
 def pairs() -> list[dict]:
-    return [
-        {
-            "id": f"train-{i}",
-            "prompt": [{"role": "user", "content": f"Tell me about {topic}."}],
-            "chosen": [{"role": "assistant", "content": f"Sure! Here is a kind and useful note on {topic}."}],
-            "rejected": [{"role": "assistant", "content": f"Sure! Here is a rude and useless note on {topic}."}],
-        }
-        for i, topic in enumerate(TOPICS)
-    ]
+    return toy_pairs("train")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """A model this small runs fastest on one thread, and does not fight other jobs for cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")
