@@ -13,15 +13,10 @@ import torch
 from baselines import get_method
 from baselines.ppo import PPOConfig, Rollout, finish_rollout, gae, masked_whiten, policy_loss, ppo_update, value_loss
 from baselines.rto import token_rewards
-from suite.engine import PreferenceDataset, tokenization_fingerprint
-from suite.io import write_jsonl
-from suite.models import build_tiny_model, save_model, train_tokenizer
-from suite.reference import reference_logps, save_reference
 from suite.reward import train_reward_model
 from suite.rto import pack, rto_params, run_rto
 from suite.train import run_training
-from tests.conftest import TINY_SIZE
-from tests.toy_preferences import TRAINING, toy_pairs
+from tests.toy_preferences import TRAINING, prepare_toy_run, toy_pairs
 from tests.workflow_helpers import clean_checkout, job_counts, snakemake
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -199,14 +194,7 @@ def models(tmp_path_factory):
     """The start model, its DPO model and a reward model, as the workflow's rules make them."""
     root = tmp_path_factory.mktemp("rto")
     records = pairs()
-    texts = [m["content"] for r in records for k in ("prompt", "chosen", "rejected") for m in r[k]]
-    tokenizer = train_tokenizer(texts * 10, vocab_size=200)
-    model = build_tiny_model("llama", tokenizer, TINY_SIZE, seed=0)
-    save_model(model, tokenizer, root / "start")
-    write_jsonl(root / "data.jsonl", records)
-    dataset = PreferenceDataset(records, tokenizer, TRAINING["max_length"], TRAINING["max_prompt_length"])
-    fingerprint = tokenization_fingerprint(tokenizer, TRAINING["max_length"], TRAINING["max_prompt_length"])
-    save_reference(root / "reference.pt", reference_logps(model, dataset, tokenizer.pad_token_id, 8), fingerprint, "")
+    prepare_toy_run(root, records, TRAINING)
     run_training("dpo", {"beta": 0.1}, root / "start", root / "data.jsonl", root / "reference.pt", TRAINING,
                  root / "checkpoints" / "dpo", root / "dpo")  # fmt: skip
     train_reward_model(root / "start", root / "data.jsonl", REWARD_TRAINING, root / "checkpoints" / "rm", root / "rm")

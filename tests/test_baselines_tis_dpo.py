@@ -13,16 +13,15 @@ import torch.nn.functional as F
 from baselines import get_method
 from baselines.dpo import dpo_loss, weighted_dpo_loss
 from baselines.tis_dpo import average_ranks, place_weights, score_weights, tis_dpo_loss, token_weights
-from suite.engine import PreferenceBatch, PreferenceDataset, tokenization_fingerprint, tokenize_pair
+from suite.engine import PreferenceBatch, tokenization_fingerprint, tokenize_pair
 from suite.io import read_jsonl, write_jsonl
 from suite.models import build_tiny_model, load_model, load_tokenizer, save_model, train_tokenizer
-from suite.reference import reference_logps, save_reference
 from suite.tis_weights import compute_tis_weights
 from suite.tis_weights import main as tis_weights_main
 from suite.train import load_artifact, run_training
 from tests.conftest import TINY_SIZE
 from tests.toy_preferences import TRAINING as TOY_TRAINING
-from tests.toy_preferences import toy_pairs
+from tests.toy_preferences import prepare_toy_run, toy_pairs
 
 TRAINING = {**TOY_TRAINING, "reference_batch_size": 8}
 
@@ -188,15 +187,7 @@ def chain(tmp_path_factory):
     """Start model + reference log-probs, then DPO and reverse DPO (pairs swapped), as the workflow runs them."""
     root = tmp_path_factory.mktemp("tis-chain")
     records = pairs()
-    texts = [m["content"] for r in records for k in ("prompt", "chosen", "rejected") for m in r[k]]
-    tokenizer = train_tokenizer(texts * 10, vocab_size=200)
-    model = build_tiny_model("llama", tokenizer, TINY_SIZE, seed=0)
-    save_model(model, tokenizer, root / "start")
-    write_jsonl(root / "data.jsonl", records)
-    dataset = PreferenceDataset(records, tokenizer, TRAINING["max_length"], TRAINING["max_prompt_length"])
-    fingerprint = tokenization_fingerprint(tokenizer, TRAINING["max_length"], TRAINING["max_prompt_length"])
-    stored = reference_logps(model, dataset, tokenizer.pad_token_id, batch_size=8)
-    save_reference(root / "reference.pt", stored, fingerprint, str(root / "start"))
+    prepare_toy_run(root, records, TRAINING)
     histories = {}
     for name, swap in (("dpo", False), ("dpo_reverse", True)):
         histories[name] = run_training(

@@ -9,13 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from suite.engine import PreferenceDataset, tokenization_fingerprint
-from suite.io import write_jsonl
-from suite.models import build_tiny_model, save_model, train_tokenizer
-from suite.reference import reference_logps, save_reference
 from suite.train import run_training
-from tests.conftest import TINY_SIZE
-from tests.toy_preferences import TRAINING, toy_pairs
+from tests.toy_preferences import TRAINING, prepare_toy_run, toy_pairs
 
 RUNS = {
     "dpo": {"beta": 0.1},
@@ -39,15 +34,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("baselines-train")
     records = pairs()
-    texts = [m["content"] for r in records for k in ("prompt", "chosen", "rejected") for m in r[k]]
-    tokenizer = train_tokenizer(texts * 10, vocab_size=200)
-    model = build_tiny_model("llama", tokenizer, TINY_SIZE, seed=0)
-    save_model(model, tokenizer, root / "start")
-    write_jsonl(root / "data.jsonl", records)
-    dataset = PreferenceDataset(records, tokenizer, TRAINING["max_length"], TRAINING["max_prompt_length"])
-    fingerprint = tokenization_fingerprint(tokenizer, TRAINING["max_length"], TRAINING["max_prompt_length"])
-    stored = reference_logps(model, dataset, tokenizer.pad_token_id, batch_size=8)
-    save_reference(root / "reference.pt", stored, fingerprint, str(root / "start"))
+    prepare_toy_run(root, records, TRAINING)
     return root
 
 
