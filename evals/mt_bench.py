@@ -1,11 +1,11 @@
 """MT-Bench: two-turn questions, single-answer grading 1-10 by a judge, FastChat's protocol.
 
 What comes from the installed FastChat package (``fastchat.llm_judge.common``,
-read at run time): the categories that are judged against a reference answer
-(``NEED_REF_CATS``), the per-category generation temperatures
-(``temperature_config``; 0.7 for any other category, as ``gen_model_answer``),
-the rating regexes (``[[rating]]``, falling back to ``[rating]``; the first
-match counts, as ``run_judge_single`` does), the judge-prompt loader and the
+read from its source by ``evals.fastchat_judge``): the categories that are
+judged against a reference answer (``NEED_REF_CATS``), the per-category
+generation temperatures (``temperature_config``; 0.7 for any other category,
+as ``gen_model_answer``), the rating regexes (``[[rating]]``, falling back to
+``[rating]``; the first match counts, as ``run_judge_single`` does) and the
 judge's chat template. The judge prompts themselves are a file in FastChat's
 ``judge_prompts.jsonl`` format; on the cluster FastChat's own file, with its
 ``question.jsonl`` and ``reference_answer/gpt-4.jsonl``, downloaded from a
@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import logging
 import string
-import warnings
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -61,18 +60,9 @@ from evals.conversation import (
     template_id,
     usage,
 )
+from evals.fastchat_judge import NEED_REF_CATS, one_score_pattern, one_score_pattern_backup, temperature_config
 from evals.judges import Judge, JudgeRequest, complete_all, make_judge
 from suite.io import read_jsonl, write_json
-
-with warnings.catch_warnings():  # FastChat's regexes are not raw strings (invalid escape warnings on compile)
-    warnings.simplefilter("ignore")
-    from fastchat.llm_judge.common import (
-        NEED_REF_CATS,
-        load_judge_prompts,
-        one_score_pattern,
-        one_score_pattern_backup,
-        temperature_config,
-    )
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +142,8 @@ def write_outputs(
 
 def load_prompts(path: str | Path) -> dict[str, dict[str, Any]]:
     """FastChat judge prompts by name, checked to hold the four single-grading prompts in usable form."""
-    try:
-        prompts = load_judge_prompts(str(path))
+    try:  # as FastChat's load_judge_prompts: the file's records by name
+        prompts = {record["name"]: record for record in read_jsonl(path)}
     except (KeyError, TypeError, json.JSONDecodeError) as exc:
         raise ValueError(
             f"{path}: not a FastChat judge-prompt file (a JSON line per prompt with a 'name'): {exc!r}"

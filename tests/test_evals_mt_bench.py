@@ -75,9 +75,31 @@ def run(judge: Judge, **options: Any) -> tuple[dict[str, Any], list[dict[str, An
 # --------------------------------------------------------------------------- parsing
 
 
-def fastchat_parse(text: str) -> float:
+@pytest.fixture(scope="module")
+def fastchat_common() -> Any:
+    """FastChat's judging module, imported for real (the suite reads its constants from source)."""
+    import warnings
+
+    with warnings.catch_warnings():  # its regexes are not raw strings
+        warnings.simplefilter("ignore")
+        from fastchat.llm_judge import common
+    return common
+
+
+def test_constants_read_from_source_equal_fastchats(fastchat_common: Any) -> None:
+    assert mt.NEED_REF_CATS == fastchat_common.NEED_REF_CATS
+    assert mt.temperature_config == fastchat_common.temperature_config
+    assert mt.one_score_pattern.pattern == fastchat_common.one_score_pattern.pattern
+    assert mt.one_score_pattern_backup.pattern == fastchat_common.one_score_pattern_backup.pattern
+
+
+def test_judge_prompts_load_as_fastchat_loads_them(fastchat_common: Any) -> None:
+    assert mt.load_prompts(PROMPTS) == fastchat_common.load_judge_prompts(str(PROMPTS))
+
+
+def fastchat_parse(common: Any, text: str) -> float:
     """FastChat's run_judge_single parse, verbatim in behaviour: -1 when nothing matches."""
-    match = re.search(mt.one_score_pattern, text) or re.search(mt.one_score_pattern_backup, text)
+    match = re.search(common.one_score_pattern, text) or re.search(common.one_score_pattern_backup, text)
     return ast.literal_eval(match.groups()[0]) if match else -1
 
 
@@ -95,16 +117,16 @@ def fastchat_parse(text: str) -> float:
         ("", None),
     ],
 )
-def test_rating_parse_matches_fastchat(text: str, expected: float | None) -> None:
+def test_rating_parse_matches_fastchat(fastchat_common: Any, text: str, expected: float | None) -> None:
     assert mt.parse_rating(text) == expected
-    theirs = fastchat_parse(text)
+    theirs = fastchat_parse(fastchat_common, text)
     assert (theirs == -1) if expected is None else (theirs == expected)
 
 
 @pytest.mark.parametrize("text", ["Rating: [[0]]", "Rating: [[11]]", "Published in [2023]."])
-def test_out_of_range_ratings_are_unparseable_not_scores(text: str) -> None:
+def test_out_of_range_ratings_are_unparseable_not_scores(fastchat_common: Any, text: str) -> None:
     """FastChat would keep these (the fallback even reads a year as a rating); here they are re-asked."""
-    assert fastchat_parse(text) != -1
+    assert fastchat_parse(fastchat_common, text) != -1
     assert mt.parse_rating(text) is None
 
 

@@ -97,8 +97,15 @@ def train_inputs(wildcards):
 
 
 def launch(resources):
-    """`accelerate launch` with the workflow's accelerate config and one process per GPU the job holds."""
+    """`accelerate launch` with the workflow's accelerate config and one process per GPU the job holds.
+
+    A one-process job runs under plain `python`: the launcher would only add a second
+    interpreter start (about 3 s a job, 40+ jobs in the CPU run); precision and device
+    come from the training block either way.
+    """
     processes = max(1, int(resources.get("gpu", 0) or 0))
+    if processes == 1:
+        return "python"
     return f"accelerate launch --config_file {config['compute']['accelerate_config']} --num_processes {processes}"
 
 
