@@ -24,7 +24,8 @@ include: "workflow/rules/poc.smk"
 
 rule all:
     input:
-        "results/tables/main.csv",
-        "results/tables/main.md",
-        "results/tables/main.png",
-        "results/tables/training_curves.png",
+        expand(
+            "results/tables/{experiment}{suffix}",
+            experiment=EXPERIMENTS,
+            suffix=[".csv", ".md", ".png", "_training_curves.png"],
+        ),

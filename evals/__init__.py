@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "mt_bench": "evals.mt_bench",
     "arena_hard": "evals.arena_hard",
     "harmless": "evals.harmless",
+    "hh_helpful": "evals.hh_helpful",
     "capability": "evals.capability",
 }
 

@@ -296,12 +296,17 @@ def evaluate(
     annotator = annotator or load_annotator()
     pairs = pair_outputs(reference, model_outputs)
     annotated = annotate(pairs, judge, annotator)
+    return summarise(pairs, annotated, judge, annotator), annotated
+
+
+def summarise(pairs: pd.DataFrame, annotated: pd.DataFrame, judge: Judge, annotator: Annotator) -> dict[str, Any]:
+    """The result record of annotated pairs: win rates, lengths and the judge's identity and usage."""
     valid = annotated[annotated["preference"].notna()].copy()
     if valid.empty:
         raise ValueError(f"none of the {len(annotated)} judge replies could be parsed into a preference")
     lc_reason = lc_unavailable_reason(list(pairs["instruction"]))
     n_requests = int(annotated["preference_raw_completion"].notna().sum())
-    result = {
+    return {
         "benchmark": NAME,
         "generator": str(pairs["generator_2"].iloc[0]),
         "reference_generator": str(pairs["generator_1"].iloc[0]),
@@ -317,7 +322,6 @@ def evaluate(
         **_usage(judge, n_requests),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    return result, annotated
 
 
 # --------------------------------------------------------------------------- entry point

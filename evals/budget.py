@@ -292,15 +292,13 @@ class _Recorder(Judge):
         return JudgeReply(text="m", top_logprobs=[{"m": -0.69, "M": -0.69}], raw={})
 
 
-def _alpaca_eval_requests(outputs: Path, reference: Path, options: Mapping[str, Any]) -> list[JudgeRequest]:
-    """AlpacaEval's requests, built by its own annotate() (order swap and identical-output ties included)."""
+def annotation_requests(pairs: Any) -> list[JudgeRequest]:
+    """The requests AlpacaEval's own annotate() makes for a pair table (order swap and identical-output ties)."""
     import warnings
 
     from evals import alpaca_eval
-    from suite.io import read_json
 
     recorder = _Recorder()
-    pairs = alpaca_eval.pair_outputs(read_json(reference), read_json(outputs))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         logging.getLogger("evals.alpaca_eval").disabled = True
@@ -309,6 +307,13 @@ def _alpaca_eval_requests(outputs: Path, reference: Path, options: Mapping[str, 
         finally:
             logging.getLogger("evals.alpaca_eval").disabled = False
     return recorder.requests
+
+
+def _alpaca_eval_requests(outputs: Path, reference: Path, options: Mapping[str, Any]) -> list[JudgeRequest]:
+    from evals import alpaca_eval
+    from suite.io import read_json
+
+    return annotation_requests(alpaca_eval.pair_outputs(read_json(reference), read_json(outputs)))
 
 
 Planner = Callable[..., list[JudgeRequest]]
@@ -420,19 +425,33 @@ class Row:
     prompts_ready: bool = True
 
 
+def evaluations(config: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, Any], list[tuple[str, str]]]]:
+    """``(row label, benchmark, settings, [(run, method), ...])`` for every benchmark of every experiment."""
+    from suite.experiments import MAIN, experiment_benchmarks, experiment_names, runs
+
+    by_experiment: dict[str, list[tuple[str, str]]] = {}
+    for run in runs(config).values():
+        by_experiment.setdefault(run.experiment, []).extend((run.name, method) for method in run.methods)
+    return [
+        (benchmark if experiment == MAIN else f"{experiment}/{benchmark}", benchmark, block, by_experiment[experiment])
+        for experiment in experiment_names(config)
+        for benchmark, block in experiment_benchmarks(config, experiment).items()
+    ]
+
+
 def plan_run(config: Mapping[str, Any], results: Path) -> list[Row]:
-    """One row per benchmark: its judge calls over every (variant, method) of the config."""
+    """One row per benchmark of each experiment: its judge calls over every (run, method) of the config."""
     from evals import get_benchmark
 
     cache_path = results / DEFAULT_CACHE
     rows = []
-    for benchmark, block in config["benchmarks"].items():
+    for label, benchmark, block, models_of in evaluations(config):
         module = get_benchmark(benchmark)
         options = block.get("options") or {}
         # the top-level judge with the benchmark's overrides, as workflow/rules/eval.smk passes it
         judge_config = {**(config.get("judge") or {"backend": "offline"}), **block.get("judge", {})}
         if getattr(module, "NEEDS_GENERATION", True) is False:
-            rows.append(Row(benchmark, "none", 0, 0, Estimate(notes=[f"{benchmark}: no judge"])))
+            rows.append(Row(label, "none", 0, 0, Estimate(notes=[f"{label}: no judge"])))
             continue
         chosen = grader_config(benchmark, judge_config, options)
         total, exact, models = Estimate(paid=is_paid(chosen)), 0, 0
@@ -441,35 +460,34 @@ def plan_run(config: Mapping[str, Any], results: Path) -> list[Row]:
         lacking = [str(path) for path in assets.values() if not path.is_file()]
         with tempfile.TemporaryDirectory() as tmp:
             placeholder = Path(tmp) / f"{benchmark}.json"
-            for variant in config["variants"]:
-                for method in config["methods"]:
-                    models += 1
-                    outputs = results / "generations" / variant / method / f"{benchmark}.json"
-                    if outputs.is_file():
-                        exact += 1
-                    elif prompts.is_file():
-                        if not placeholder.exists():
-                            _placeholder_outputs(benchmark, prompts, placeholder)
-                        outputs = placeholder
-                    else:
-                        continue
-                    if lacking:
-                        continue
-                    found, _ = step_estimate(benchmark, judge_config, outputs, prompts, cache_path, options, assets)
-                    total.add(found)
+            for run, method in models_of:
+                models += 1
+                outputs = results / "generations" / run / method / f"{benchmark}.json"
+                if outputs.is_file():
+                    exact += 1
+                elif prompts.is_file():
+                    if not placeholder.exists():
+                        _placeholder_outputs(benchmark, prompts, placeholder)
+                    outputs = placeholder
+                else:
+                    continue
+                if lacking:
+                    continue
+                found, _ = step_estimate(benchmark, judge_config, outputs, prompts, cache_path, options, assets)
+                total.add(found)
         if lacking:
             total.cost_usd = None if total.paid else total.cost_usd
-            total.notes.append(f"{benchmark}: {', '.join(lacking)} not fetched yet: run `snakemake {lacking[0]}` first")
+            total.notes.append(f"{label}: {', '.join(lacking)} not fetched yet: run `snakemake {lacking[0]}` first")
         elif not prompts.is_file() and exact < models:
             total.cost_usd = None if total.paid else total.cost_usd
-            total.notes.append(f"{benchmark}: {prompts} is not prepared yet: run `snakemake {prompts}` first")
+            total.notes.append(f"{label}: {prompts} is not prepared yet: run `snakemake {prompts}` first")
         elif exact < models:
             total.notes.append(
-                f"{benchmark}: {models - exact} of {models} models have no outputs yet: "
+                f"{label}: {models - exact} of {models} models have no outputs yet: "
                 f"assumed {ASSUMED_RESPONSE_WORDS}-word responses"
             )
         name = judge_name(chosen) if chosen.get("backend") != "hf" else f"hf:{chosen.get('model')}"
-        rows.append(Row(benchmark, name, models, exact, total, prompts.is_file() and not lacking))
+        rows.append(Row(label, name, models, exact, total, prompts.is_file() and not lacking))
     return rows
 
 

@@ -56,9 +56,10 @@ from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
+from evals.conversation import read_records
 from evals.judges import CachedJudge, Judge, JudgeReply, JudgeRequest, complete_all, make_judge
 from suite.data import Where, parse_hh
-from suite.io import atomic_path, read_json, read_jsonl, write_json
+from suite.io import atomic_path, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -123,15 +124,10 @@ class Item:
     response: str
 
 
-def _read_records(path: str | Path) -> list[dict[str, Any]]:
-    path = Path(path)
-    return read_json(path) if path.suffix == ".json" else read_jsonl(path)
-
-
 def prompt_records(path: str | Path) -> list[tuple[str, list[dict[str, str]]]]:
     """``(id, conversation)`` per record of a normalised preference file or of raw HH transcripts."""
     out = []
-    for number, record in enumerate(_read_records(path), start=1):
+    for number, record in enumerate(read_records(path), start=1):
         if "prompt" in record:
             messages = [dict(m) for m in record["prompt"]]
         elif "chosen" in record:  # a raw HH record: the transcript without its last assistant turn

@@ -1,4 +1,4 @@
-"""The results table: one row per (variant, method), one column per benchmark metric.
+"""A results table (one per experiment): one row per (variant, method), one column per benchmark metric.
 
 Each metric comes with its standard error (a column of its own in the CSV,
 "value ± SE" in the markdown).
@@ -19,12 +19,18 @@ from evals import get_benchmark
 from suite.io import atomic_path, read_json
 
 
-def result_rows(paths: Sequence[Path]) -> tuple[pd.DataFrame, list[str]]:
-    """Wide table of all results (paths are results/eval/{variant}/{method}/{benchmark}.json) and footnotes."""
+def result_rows(paths: Sequence[Path], run_prefix: str = "") -> tuple[pd.DataFrame, list[str]]:
+    """Wide table of all results and its footnotes.
+
+    Paths are results/eval/{run}/{method}/{benchmark}.json; an experiment's run
+    is its variant's name behind ``run_prefix`` (suite/experiments.py), which the
+    table drops.
+    """
     cells: dict[tuple[str, str], dict[str, Any]] = {}
     notes: list[str] = []
     for path in paths:
-        variant, method, benchmark = path.parts[-3], path.parts[-2], path.stem
+        run, method, benchmark = path.parts[-3], path.parts[-2], path.stem
+        variant = run.removeprefix(run_prefix)
         result = read_json(path)
         row = cells.setdefault((variant, method), {"variant": variant, "method": method})
         module = get_benchmark(benchmark)
@@ -47,7 +53,7 @@ def _add_note(notes: list[str], note: str) -> None:
         notes.append(note)
 
 
-def to_markdown(table: pd.DataFrame, notes: Sequence[str], scale: str) -> str:
+def to_markdown(table: pd.DataFrame, notes: Sequence[str], scale: str, title: str = "Main results") -> str:
     """A markdown table with its provenance, readable without opening the CSV."""
     columns = [c for c in table.columns if not c.endswith(" SE")]
     header = "| " + " | ".join(columns) + " |"
@@ -55,10 +61,8 @@ def to_markdown(table: pd.DataFrame, notes: Sequence[str], scale: str) -> str:
     lines = [header, rule]
     for _, row in table.iterrows():
         lines.append("| " + " | ".join(_cell(row[c], row.get(f"{c} SE")) for c in columns) + " |")
-    title = "# Main results" + (
-        " (CPU scale: tiny models and shipped data, not paper numbers)" if scale == "cpu" else ""
-    )
-    return "\n".join([title, "", *lines, "", *(f"- {n}" for n in notes), ""])
+    heading = f"# {title}" + (" (CPU scale: tiny models and shipped data, not paper numbers)" if scale == "cpu" else "")
+    return "\n".join([heading, "", *lines, "", *(f"- {n}" for n in notes), ""])
 
 
 def _missing(value: Any) -> bool:
@@ -79,12 +83,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--scale", choices=["cpu", "paper"], required=True)
     parser.add_argument("--csv", type=Path, required=True)
     parser.add_argument("--md", type=Path, required=True)
+    parser.add_argument("--title", default="Main results", help="the markdown table's title")
+    parser.add_argument("--run-prefix", default="", help="what run names add to the variant's (dropped)")
     args = parser.parse_args(argv)
-    table, notes = result_rows(args.results)
+    table, notes = result_rows(args.results, args.run_prefix)
     with atomic_path(args.csv) as tmp:
         table.to_csv(tmp, index=False, float_format="%.4f")
     with atomic_path(args.md) as tmp:
-        tmp.write_text(to_markdown(table, notes, args.scale))
+        tmp.write_text(to_markdown(table, notes, args.scale, args.title))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import yaml
 
 from baselines.registry import method_names
 from evals import benchmark_names
+from suite.experiments import check_experiments
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -43,6 +44,10 @@ def load_schema(path: Path = SCHEMA) -> dict[str, Any]:
     schema = yaml.safe_load(path.read_text())
     schema["properties"]["methods"]["propertyNames"] = {"enum": method_names()}
     schema["properties"]["benchmarks"]["propertyNames"] = {"enum": benchmark_names()}
+    experiment = schema["properties"]["experiments"]["additionalProperties"]["properties"]
+    experiment["benchmarks"]["propertyNames"] = {"enum": benchmark_names()}
+    experiment["methods"]["items"] = {"enum": method_names()}
+    experiment["variants"]["items"] = schema["properties"]["variants"]["propertyNames"]
     return schema
 
 
@@ -72,6 +77,9 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA) -> dict[
                     f"({', '.join(config['methods'])})"
                 )
     _check_dataset_references(config)
+    errors = check_experiments(config)
+    if errors:
+        raise ConfigError(errors[0])
     return config
 
 

@@ -38,13 +38,14 @@ def add_method(work: Path) -> str:
 
 
 def small_config(work: Path, name: str) -> Path:
-    """One variant, DPO and the new method, AlpacaEval only: the README's steps on a DAG that runs in a minute."""
+    """One variant, DPO and the new method, AlpacaEval only, no HH branch: the README's steps on a one-minute DAG."""
     config = yaml.safe_load((work / "workflow/config/config.yaml").read_text())
     config["variants"] = {"llama-base": config["variants"]["llama-base"]}
     config["methods"] = {m: config["methods"][m] for m in ("dpo", name)}
     config["benchmarks"] = {"alpaca_eval": config["benchmarks"]["alpaca_eval"]}
     config["datasets"] = {k: v for k, v in config["datasets"].items() if "onpolicy" not in v}
     config["reward_models"] = {}
+    config["experiments"] = {}
     path = work / "small.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path

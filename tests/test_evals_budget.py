@@ -147,6 +147,7 @@ def small_config(judge: dict[str, Any]) -> dict[str, Any]:
     config = yaml.safe_load((REPO / "workflow/config/config.yaml").read_text())
     config["variants"] = {"llama-base": config["variants"]["llama-base"]}
     config["methods"] = {"dpo": config["methods"]["dpo"]}
+    config["experiments"] = {}
     config["benchmarks"] = {k: copy.deepcopy(config["benchmarks"][k]) for k in ("alpaca_eval", "harmless")}
     config["benchmarks"]["capability"] = {  # optional at CPU scale: a judge-free benchmark in the table
         "options": {"tasks": ["aao_smoke_mc"], "include_path": "workflow/resources/smoke/lm_eval"}
@@ -170,6 +171,17 @@ def write_config(tmp_path: Path, judge: dict[str, Any]) -> Path:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(small_config(judge)))
     return path
+
+
+def test_experiment_branches_are_planned_too(tmp_path: Path, results: Path) -> None:
+    config = small_config(PAID)
+    hh = yaml.safe_load((REPO / "workflow/config/config.yaml").read_text())["experiments"]["hh"]
+    config["experiments"] = {"hh": {**hh, "methods": ["dpo"]}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    rows = {row.benchmark: row for row in budget.plan_run(budget._load_config(path), results)}
+    assert rows["hh/harmless"].models == rows["hh/hh_helpful"].models == 1
+    assert rows["hh/harmless"].estimate.calls == rows["hh/hh_helpful"].estimate.calls == 20
 
 
 def test_cli_table_estimates_then_counts_exactly(tmp_path: Path, results: Path, capsys: pytest.CaptureFixture) -> None:

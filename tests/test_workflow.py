@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from baselines import method_names
@@ -27,23 +28,48 @@ def test_paper_dag_has_every_stage(checkout: Path) -> None:
     n_variants, n_methods = len(paper["variants"]), len(paper["methods"])
     n_generated = sum("prompts" in b for b in paper["benchmarks"].values())  # capability reads the model only
     n_base = sum("sft" in v for v in paper["variants"].values())
-    assert n_variants == 4 and n_base == 2
+    n_hh = len(paper["experiments"]["hh"]["variants"])  # the HH branch trains every method from these
+    n_runs = n_variants + n_hh
+    assert n_variants == 4 and n_base == 2 and n_hh == 2
     assert counts["init_hub_model"] == n_variants
     assert counts["sft"] == n_base
     own_rules = {"tis_dpo": "train_tis_dpo", "rto": "train_rto"}  # methods trained by a DAG of their own
     generic = [m for m in paper["methods"] if m not in own_rules]
-    assert counts["train"] == n_variants * len(generic)
+    assert counts["train"] == n_runs * len(generic)
     for method, rule in own_rules.items():
-        assert counts.get(rule, 0) == n_variants * (method in paper["methods"]), rule
+        assert counts.get(rule, 0) == n_runs * (method in paper["methods"]), rule
     if "tis_dpo" in paper["methods"]:  # the contrastive pair: the DAG's DPO run, reused, and a reverse one
-        assert counts["train_dpo_reverse"] == counts["tis_weights"] == n_variants
+        assert counts["train_dpo_reverse"] == counts["tis_weights"] == n_runs
     assert counts["generate"] == n_variants * n_methods  # one job per model answers every benchmark
     assert counts["evaluate"] == n_variants * n_methods  # ... and one judges them all
+    assert counts["generate_hh"] == counts["evaluate_hh"] == n_hh * n_methods
     assert n_generated == 4
     assert counts.get("capability", 0) == n_variants * n_methods * ("capability" in paper["benchmarks"])
-    assert counts["aggregate"] == 1
+    assert counts["aggregate"] == counts["plots"] == 2  # main and hh
     assert "tiny_model" not in counts and "tokenizer" not in counts
     assert set(paper["methods"]) <= set(method_names())
+
+
+def test_paper_dry_run_shows_the_hh_branch(checkout: Path) -> None:
+    """Every method trains on HH from each Base variant's SFT model; harmless and helpful scores; its own table."""
+    run = snakemake(checkout, "-n", "--configfile", "workflow/config/paper.yaml", "--printshellcmds")
+    assert run.returncode == 0, run.stderr
+    paper = yaml.safe_load((REPO / "workflow/config/paper.yaml").read_text())
+    for variant in paper["experiments"]["hh"]["variants"]:
+        trains = re.findall(
+            rf"-m suite\.train --method (\S+) .*?--model (\S+) --data (\S+) .*?--out results/train/hh-{variant}/",
+            run.stdout,
+        )
+        assert {m for m, _, _ in trains} | {"tis_dpo", "rto"} == set(paper["methods"]) | {"dpo"}, trains
+        assert {(model, data) for _, model, data in trains} == {
+            (f"results/models/{variant}/sft", "results/data/hh.jsonl")
+        }
+        for method in paper["methods"]:
+            steps = re.search(rf"evals\.evaluate (.*results/eval/hh-{variant}/{method}/.*)", run.stdout)
+            assert steps, (variant, method)
+            assert "evals.harmless" in steps.group(1) and "evals.hh_helpful" in steps.group(1)
+            assert "evals.alpaca_eval" not in steps.group(1)
+    assert "results/tables/hh.md" in run.stdout and "results/tables/main.md" in run.stdout
 
 
 def test_slurm_profile_loads_and_requests_gpus(checkout: Path) -> None:
@@ -104,4 +130,15 @@ def test_cpu_dag_runs_end_to_end_from_a_clean_clone(checkout: Path) -> None:
         history = json.loads((checkout / f"results/train/{variant}/dpo/log_history.json").read_text())
         losses = [h["loss"] for h in history if "loss" in h]
         assert losses and all(loss == loss for loss in losses)
+    # The HH branch: its own table, its runs trained on HH from the Base variant's SFT model.
+    branch = config["experiments"]["hh"]
+    hh = pd.read_csv(checkout / "results/tables/hh.csv")
+    assert set(zip(hh["variant"], hh["method"], strict=True)) == {
+        (v, m) for v in branch["variants"] for m in branch["methods"]
+    }
+    assert hh["Harmless %"].between(0, 100).all() and hh["Helpful WR vs chosen"].between(0, 100).all()
+    assert (checkout / "results/tables/hh.md").read_text().startswith(f"# {branch['title']}")
+    for variant in branch["variants"]:
+        reference = torch.load(checkout / f"results/reference/hh-{variant}/hh.pt", weights_only=True)
+        assert reference["model"] == f"results/models/{variant}/sft"
     assert not list((checkout / "results").rglob("*.tmp")), "a temporary file was left behind"

@@ -8,12 +8,18 @@ from baselines import get_method
 from evals import BENCHMARKS as BENCHMARK_MODULES
 from evals.budget import backend_config
 from suite.config import validate_config
+from suite.experiments import MAIN, experiment_names, experiment_title, runs
 
 validate_config(config)
 
+# The main experiment's variants, methods and benchmarks; the runs of every
+# experiment (suite/experiments.py) are what the {variant} wildcard ranges over.
 VARIANTS = list(config["variants"])
 METHODS = list(config["methods"])
 BENCHMARKS = list(config["benchmarks"])
+EXPERIMENTS = experiment_names(config)
+RUNS = runs(config)
+ALL_BENCHMARKS = sorted({b for run in RUNS.values() for b in run.benchmarks})
 DATASETS = list(config["datasets"])
 # On-policy datasets are built by workflow/rules/onpolicy.smk; prepare_data builds the others.
 ONPOLICY_DATASETS = [name for name, entry in config["datasets"].items() if "onpolicy" in entry]
@@ -30,15 +36,17 @@ def variants_where(predicate):
     return [name for name, spec in config["variants"].items() if predicate(spec["model"])]
 
 
-HUB_VARIANTS = variants_where(lambda m: "hub" in m)
+# Runs that set up their own start model from the hub (an experiment run may name one).
+HUB_VARIANTS = [name for name, run in RUNS.items() if "start_of" not in run.spec and "hub" in run.spec["model"]]
 TINY_BASE_VARIANTS = variants_where(lambda m: "tiny" in m and "instruct_stand_in" not in m)
 TINY_INSTRUCT_VARIANTS = variants_where(lambda m: "instruct_stand_in" in m)
 
 
 wildcard_constraints:
-    variant=alternatives(VARIANTS),
+    variant=alternatives(RUNS),
     method=alternatives(METHODS),
-    benchmark=alternatives(BENCHMARKS),
+    benchmark=alternatives(ALL_BENCHMARKS),
+    experiment=alternatives(EXPERIMENTS),
     dataset=alternatives(DATASETS),
     arch=alternatives(TINY_ARCHS),
 
@@ -63,13 +71,18 @@ def limit_flag(source):
 
 
 def variant_spec(wildcards):
-    return config["variants"][wildcards.variant]
+    """The spec of the run the wildcards name (a variant of the main experiment, or an experiment's run)."""
+    return RUNS[wildcards.variant].spec
 
 
 def start_model(wildcards):
-    """Where preference training starts: the SFT model for Base variants, else the variant's own model."""
-    stage = "sft" if "sft" in variant_spec(wildcards) else "init"
-    return f"results/models/{wildcards.variant}/{stage}"
+    """Where preference training starts: the SFT model for Base variants, else the variant's own model.
+
+    An experiment run starts where its variant does, unless the experiment names a model of its own.
+    """
+    owner = variant_spec(wildcards).get("start_of", wildcards.variant)
+    stage = "sft" if "sft" in RUNS[owner].spec else "init"
+    return f"results/models/{owner}/{stage}"
 
 
 def preference_file(wildcards):
@@ -111,22 +124,40 @@ def launch(resources):
 
 # ------------------------------------------------------------------ evaluation (eval.smk)
 
-# Benchmarks without a prompt set have no generation step (evals/capability.py: workflow/rules/capability.smk).
-GENERATED_BENCHMARKS = [name for name, spec in config["benchmarks"].items() if "prompts" in spec]
+def experiment_runs(experiment):
+    return [name for name, run in RUNS.items() if run.experiment == experiment]
+
+
+def generated_benchmarks(experiment):
+    """The experiment's benchmarks with a generation step (capability has none: workflow/rules/capability.smk)."""
+    return [b for b, spec in RUNS[experiment_runs(experiment)[0]].benchmarks.items() if "prompts" in spec]
+
+
+def run_benchmarks(wildcards):
+    """The generated benchmarks of the run the wildcards name."""
+    return generated_benchmarks(RUNS[wildcards.variant].experiment)
+
+
+def benchmark_spec(wildcards, benchmark):
+    return RUNS[wildcards.variant].benchmarks[benchmark]
+
+
+def generation_prompts(wildcards):
+    return [dataset_file(benchmark_spec(wildcards, b)["prompts"]) for b in run_benchmarks(wildcards)]
 
 
 def generation_decoding(wildcards, benchmark):
     """The variant's generation settings under the benchmark's own (e.g. Arena-Hard's greedy decoding)."""
-    return {**variant_spec(wildcards)["generation"], **config["benchmarks"][benchmark].get("generation", {})}
+    return {**variant_spec(wildcards)["generation"], **benchmark_spec(wildcards, benchmark).get("generation", {})}
 
 
 def generation_tasks(wildcards):
-    """`--task BENCHMARK PROMPTS DECODING OUT` for every generated benchmark."""
+    """`--task BENCHMARK PROMPTS DECODING OUT` for every generated benchmark of the run."""
     return " ".join(
-        f"--task {b} {dataset_file(config['benchmarks'][b]['prompts'])} "
+        f"--task {b} {dataset_file(benchmark_spec(wildcards, b)['prompts'])} "
         f"{shlex.quote(as_json(generation_decoding(wildcards, b)))} "
         f"{model_outputs(wildcards, b)}"
-        for b in GENERATED_BENCHMARKS
+        for b in run_benchmarks(wildcards)
     )
 
 
@@ -141,14 +172,15 @@ def asset_file(benchmark, name):
     return f"results/data/assets/{benchmark}/{name}{suffix}"
 
 
-def benchmark_options(benchmark):
-    options = config["benchmarks"][benchmark].get("options")
+def benchmark_options(bench):
+    """`--options JSON` of a benchmark's settings block, when it sets any."""
+    options = bench.get("options")
     return f" --options {shlex.quote(as_json(options))}" if options else ""
 
 
 def benchmark_inputs(wildcards, benchmark):
     """What evaluating one benchmark reads: the model's answers, the prompt set, its assets."""
-    bench = config["benchmarks"][benchmark]
+    bench = benchmark_spec(wildcards, benchmark)
     inputs = {"outputs": model_outputs(wildcards, benchmark), "reference": dataset_file(bench["prompts"])}
     if bench.get("fetch_lc_assets"):
         inputs["lc_assets"] = "results/data/alpaca_eval_lc_assets.done"
@@ -158,27 +190,27 @@ def benchmark_inputs(wildcards, benchmark):
 
 
 def evaluate_inputs(wildcards):
-    return {f"{b}_{k}": v for b in GENERATED_BENCHMARKS for k, v in benchmark_inputs(wildcards, b).items()}
+    return {f"{b}_{k}": v for b in run_benchmarks(wildcards) for k, v in benchmark_inputs(wildcards, b).items()}
 
 
-def benchmark_judge(benchmark):
-    """The top-level judge with the benchmark's overrides (e.g. MT-Bench's GPT-4)."""
-    return {**config["judge"], **config["benchmarks"][benchmark].get("judge", {})}
+def benchmark_judge(bench):
+    """The top-level judge with a benchmark's overrides (e.g. MT-Bench's GPT-4)."""
+    return {**config["judge"], **bench.get("judge", {})}
 
 
 def evaluation_steps(wildcards):
-    """`--step MODULE ARGS` for every generated benchmark: its evaluator's command line (evals/evaluate.py)."""
+    """`--step MODULE ARGS` per generated benchmark of the run: its evaluator's command line (evals/evaluate.py)."""
     steps = []
-    for b in GENERATED_BENCHMARKS:
+    for b in run_benchmarks(wildcards):
+        bench = benchmark_spec(wildcards, b)
         inputs = benchmark_inputs(wildcards, b)
-        assets = config["benchmarks"][b].get("assets", {})
         out = f"results/eval/{wildcards.variant}/{wildcards.method}/{b}"
         args = (
             f"--outputs {inputs['outputs']} --reference {inputs['reference']} "
-            f"--judge {shlex.quote(as_json(backend_config(benchmark_judge(b))))} "
+            f"--judge {shlex.quote(as_json(backend_config(benchmark_judge(bench))))} "
             f"--cache results/cache/judge.sqlite --out {out}.json --annotations-out {out}.annotations.json"
-            + "".join(f" --{name.replace('_', '-')} {asset_file(b, name)}" for name in assets)
-            + benchmark_options(b)
+            + "".join(f" --{name.replace('_', '-')} {asset_file(b, name)}" for name in bench.get("assets", {}))
+            + benchmark_options(bench)
         )
         steps.append(f"--step {BENCHMARK_MODULES[b]} {shlex.quote(args)}")
     return " ".join(steps)
@@ -187,14 +219,15 @@ def evaluation_steps(wildcards):
 def budget_checks(wildcards):
     """With judge.max_budget_usd or judge.confirm set, the cost guard (evals/budget.py) runs before judging."""
     checks = ""
-    for b in GENERATED_BENCHMARKS:
-        judge = benchmark_judge(b)
+    for b in run_benchmarks(wildcards):
+        bench = benchmark_spec(wildcards, b)
+        judge = benchmark_judge(bench)
         if judge.get("max_budget_usd") is None and not judge.get("confirm"):
             continue
         inputs = benchmark_inputs(wildcards, b)
         checks += (
             f"python -m evals.budget --step --benchmark {b} --outputs {inputs['outputs']} "
             f"--reference {inputs['reference']} --judge {shlex.quote(as_json(judge))} "
-            f"--cache results/cache/judge.sqlite{benchmark_options(b)} && "
+            f"--cache results/cache/judge.sqlite{benchmark_options(bench)} && "
         )
     return checks

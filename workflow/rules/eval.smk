@@ -4,24 +4,60 @@
 # use live in common.smk.
 
 
-rule generate:
-    # One job per trained model answers every benchmark, so the model is loaded once.
-    input:
-        model="results/train/{variant}/{method}/model",
-        prompts=lambda w: [dataset_file(config["benchmarks"][b]["prompts"]) for b in GENERATED_BENCHMARKS],
-    output:
-        [f"results/generations/{{variant}}/{{method}}/{b}.json" for b in GENERATED_BENCHMARKS],
-    params:
-        tasks=generation_tasks,
-        batch_size=config["compute"]["generation_batch_size"],
-        seed=config["seed"],
-    log:
-        "results/logs/generate/{variant}/{method}.log",
-    benchmark:
-        "results/benchmarks/generate/{variant}/{method}.tsv"
-    shell:
-        "python -m evals.generate --model {input.model} {params.tasks} --generator {wildcards.variant}-{wildcards.method} "
-        "--batch-size {params.batch_size} --seed {params.seed} > {log} 2>&1"
+def stage_rule(stage, experiment):
+    """`generate` and `evaluate` for the main experiment, `generate_hh` etc. for the others."""
+    return stage if experiment == MAIN else f"{stage}_{experiment}"
+
+
+# Each experiment evaluates its own benchmarks, so its per-model generate and
+# evaluate rules list their own outputs; the loop defines one pair per
+# experiment, told apart by the runs their {variant} wildcard matches.
+for _experiment in EXPERIMENTS:
+    _benchmarks = generated_benchmarks(_experiment)
+
+    rule:
+        # One job per trained model answers every benchmark, so the model is loaded once.
+        name:
+            stage_rule("generate", _experiment)
+        input:
+            model="results/train/{variant}/{method}/model",
+            prompts=generation_prompts,
+        output:
+            [f"results/generations/{{variant}}/{{method}}/{b}.json" for b in _benchmarks],
+        wildcard_constraints:
+            variant=alternatives(experiment_runs(_experiment)),
+        params:
+            tasks=generation_tasks,
+            batch_size=config["compute"]["generation_batch_size"],
+            seed=config["seed"],
+        log:
+            "results/logs/generate/{variant}/{method}.log",
+        benchmark:
+            "results/benchmarks/generate/{variant}/{method}.tsv"
+        shell:
+            "python -m evals.generate --model {input.model} {params.tasks} "
+            "--generator {wildcards.variant}-{wildcards.method} --batch-size {params.batch_size} --seed {params.seed} > {log} 2>&1"
+
+    rule:
+        # One job per trained model judges and scores every generated benchmark in one process.
+        name:
+            stage_rule("evaluate", _experiment)
+        input:
+            unpack(evaluate_inputs),
+        output:
+            [f"results/eval/{{variant}}/{{method}}/{b}.json" for b in _benchmarks],
+            [f"results/eval/{{variant}}/{{method}}/{b}.annotations.json" for b in _benchmarks],
+        wildcard_constraints:
+            variant=alternatives(experiment_runs(_experiment)),
+        params:
+            steps=evaluation_steps,
+            budget=budget_checks,
+        log:
+            "results/logs/evaluate/{variant}/{method}.log",
+        benchmark:
+            "results/benchmarks/evaluate/{variant}/{method}.tsv"
+        shell:
+            "{params.budget}python -m evals.evaluate {params.steps} > {log} 2>&1"
 
 
 localrules:
@@ -52,7 +88,7 @@ rule benchmark_asset:
         module=lambda w: BENCHMARK_MODULES[w.benchmark],
         name=lambda w: w.asset.split(".", 1)[0],
         source=lambda w: as_json(config["benchmarks"][w.benchmark]["assets"][w.asset.split(".", 1)[0]]),
-        options=lambda w: benchmark_options(w.benchmark),
+        options=lambda w: benchmark_options(config["benchmarks"][w.benchmark]),
     log:
         "results/logs/benchmark_asset/{benchmark}/{asset}.log",
     benchmark:
@@ -64,21 +100,3 @@ rule benchmark_asset:
 
 localrules:
     benchmark_asset,
-
-
-rule evaluate:
-    # One job per trained model judges and scores every generated benchmark in one process.
-    input:
-        unpack(evaluate_inputs),
-    output:
-        [f"results/eval/{{variant}}/{{method}}/{b}.json" for b in GENERATED_BENCHMARKS],
-        [f"results/eval/{{variant}}/{{method}}/{b}.annotations.json" for b in GENERATED_BENCHMARKS],
-    params:
-        steps=evaluation_steps,
-        budget=budget_checks,
-    log:
-        "results/logs/evaluate/{variant}/{method}.log",
-    benchmark:
-        "results/benchmarks/evaluate/{variant}/{method}.tsv"
-    shell:
-        "{params.budget}python -m evals.evaluate {params.steps} > {log} 2>&1"
