@@ -267,5 +267,5 @@ def test_dag_builds_the_contrastive_models_weights_and_reward_model_once_per_var
     assert paper.returncode == 0, paper.stderr
     counts = job_counts(paper.stdout)
     for rule in ("train_dpo_reverse", "tis_weights", "train_tis_dpo", "rto_reward_model", "train_rto"):
-        assert counts[rule] == 4, rule
-    assert counts["train"] == 4 * 7  # every other method; tis_dpo and rto have their own rules
+        assert counts[rule] == 4 + 2, rule  # the four variants and the HH experiment's two runs
+    assert counts["train"] == (4 + 2) * 7  # every other method; tis_dpo and rto have their own rules

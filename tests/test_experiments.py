@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from suite.aggregate import result_rows, to_markdown
 from suite.config import ConfigError, validate_config
 from suite.experiments import MAIN, runs
 from suite.io import read_json, write_json, write_jsonl
-from tests.workflow_helpers import REPO
+from tests.workflow_helpers import REPO, clean_checkout, snakemake
 
 # --------------------------------------------------------------------------- experiments in the config
 
@@ -240,3 +241,15 @@ def test_an_experiment_table_drops_the_run_prefix(answered: tuple[Path, Path], t
     assert table["Helpful WR vs chosen"].iloc[0] == pytest.approx(62.5, abs=0.1)
     markdown = to_markdown(table, notes, "cpu", "Anthropic-HH experiment")
     assert markdown.startswith("# Anthropic-HH experiment (CPU scale")
+
+
+def test_a_named_start_model_is_set_up_for_its_run_in_the_dag(tmp_path: Path) -> None:
+    work = clean_checkout(tmp_path)
+    paper = yaml.safe_load((work / "workflow/config/paper.yaml").read_text())
+    paper["experiments"]["hh"]["models"] = {"llama-base": {"hub": "org/llama-hh-sft", "revision": "0123abc"}}
+    (work / "named.yaml").write_text(yaml.safe_dump(paper))
+    run = snakemake(work, "results/train/hh-llama-base/dpo/model", "-n", "-p", "--configfile", "named.yaml")
+    assert run.returncode == 0, run.stderr
+    assert "--name-or-path org/llama-hh-sft --revision 0123abc" in run.stdout
+    assert re.search(r"-m suite\.train --method dpo .*--model results/models/hh-llama-base/init ", run.stdout)
+    assert "results/models/llama-base/sft" not in run.stdout, "a named start model needs no SFT stage"

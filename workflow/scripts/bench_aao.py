@@ -54,23 +54,20 @@ MODELS = {
 }  # fmt: skip
 DEFAULT_STEPS = {"cpu": {"tiny": (20, 3), "100m": (5, 1)}, "cuda": {"tiny": (30, 5), "100m": (20, 3)}}
 
-# Rows of the table: the registered method, and what changes. The last two are
-# candidate speed-ups of AAO's extra time (see print_profile): the existing knob
-# aw_features=logp (AW inputs without the entropies), and a prototype, here only,
-# that takes the entropies from the logits the engine's forward already made
-# (Method.needs_logits) instead of running the output layer a second time.
+# Rows of the table: the registered method, and what changes. The last row is
+# the knob that trims AAO's extra time (see print_profile): aw_features=logp
+# (AW inputs without the entropies of the forward's logits).
 VARIANTS = {
-    "dpo": ("dpo", {}, False),
-    "aao": ("aao", {}, False),
-    "aao aw_features=logp": ("aao", {"aw_features": "logp"}, False),
-    "aao entropies from forward logits (prototype)": ("aao", {}, True),
+    "dpo": ("dpo", {}),
+    "aao": ("aao", {}),
+    "aao aw_features=logp": ("aao", {"aw_features": "logp"}),
 }
 
 # The parts of aao.method.aao_loss that are timed with --profile (names in aao.method's namespace).
 AAO_PARTS = {
     "response_representations": "representations (detach)",
     "token_similarity": "similarity: cosine matrix, max, min-max (Eq. 7)",
-    "policy_features": "AW features: log-prob stats + entropies via output layer",
+    "policy_features": "AW features: log-prob stats + entropies of the forward's logits",
     "find_thresholds_module": "AW lookup",
     "token_weights": "weights (Eqs. 14-17) + renormalise",
     "preference_term": "weighted DPO term",
@@ -104,11 +101,9 @@ def build(model_name: str, method_name: str, device: str, batch: int, prompt: in
         tie_word_embeddings=model_name == "100m",
     )
     model = LlamaForCausalLM(config)
-    registered, overrides, from_logits = VARIANTS[method_name]
+    registered, overrides = VARIANTS[method_name]
     method = get_method(registered)
     params = {**method.defaults, **overrides}
-    if from_logits:
-        method = use_forward_logits(method)
     scratch = tempfile.mkdtemp(prefix="bench-aao-")
     args = TrainingArguments(
         output_dir=scratch, report_to=[], use_cpu=device == "cpu", learning_rate=1e-5, per_device_train_batch_size=batch
@@ -134,50 +129,6 @@ def build(model_name: str, method_name: str, device: str, batch: int, prompt: in
     inputs = PreferenceCollator(pad_token_id=0)(items)
     n_params = sum(p.numel() for p in trainer.model.parameters())
     return trainer, inputs, n_params
-
-
-def use_forward_logits(method):
-    """Prototype: AAO with ``needs_logits`` and AW entropy features computed from the forward's logits."""
-    import dataclasses
-
-    import aao.method as aao_method
-    import aao.thresholds as thresholds
-
-    original = thresholds.policy_features
-
-    def policy_features(batch, kind):
-        if kind != "logp_entropy" or batch.chosen_logits is None:
-            return original(batch, kind)
-        stats = [
-            *thresholds.masked_mean_std(batch.chosen_logps.detach(), batch.chosen_mask),
-            *thresholds.masked_mean_std(batch.rejected_logps.detach(), batch.rejected_mask),
-        ]
-        for logits, mask in ((batch.chosen_logits, batch.chosen_mask), (batch.rejected_logits, batch.rejected_mask)):
-            stats.extend(thresholds.masked_mean_std(entropies_from_logits(logits, mask), mask))
-        return torch_stack_last(stats)
-
-    aao_method.policy_features = policy_features
-    return dataclasses.replace(method, needs_logits=True)
-
-
-def entropies_from_logits(logits, mask, chunk: int = 256):
-    """Entropy at every response position from (B, T, V) logits, (B, T); response positions only, in chunks."""
-    import torch
-
-    with torch.no_grad():
-        rows, cols = mask.bool().nonzero(as_tuple=True)
-        out = torch.zeros(mask.shape, dtype=torch.float32, device=logits.device)
-        for start in range(0, len(rows), chunk):
-            r, c = rows[start : start + chunk], cols[start : start + chunk]
-            logp = torch.log_softmax(logits.detach()[r, c].float(), dim=-1)
-            out[r, c] = -(logp.exp() * logp).sum(-1)
-    return out
-
-
-def torch_stack_last(values):
-    import torch
-
-    return torch.stack(values, dim=-1).detach()
 
 
 def sync(device: str) -> None:
