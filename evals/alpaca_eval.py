@@ -33,7 +33,8 @@ from typing import Any
 
 import pandas as pd
 
-from evals.judges import CachedJudge, Judge, JudgeReply, JudgeRequest, complete_all, make_judge
+from evals.conversation import usage
+from evals.judges import Judge, JudgeReply, JudgeRequest, complete_all, make_judge
 from suite.io import atomic_path, read_json, write_json
 
 with warnings.catch_warnings():  # alpaca_eval imports pkg_resources, which warns on every import
@@ -280,12 +281,6 @@ def compute_metrics(annotations: pd.DataFrame, lc_reason: str | None) -> dict[st
     return result
 
 
-def _usage(judge: Judge, n_requests: int) -> dict[str, int]:
-    if isinstance(judge, CachedJudge):
-        return {"judge_calls": judge.calls, "cache_hits": judge.hits}
-    return {"judge_calls": n_requests, "cache_hits": 0}
-
-
 def evaluate(
     model_outputs: Sequence[Mapping[str, Any]],
     reference: Sequence[Mapping[str, Any]],
@@ -319,7 +314,7 @@ def summarise(pairs: pd.DataFrame, annotated: pd.DataFrame, judge: Judge, annota
         "annotator_config": annotator.name,
         "template": annotator.template_id,
         "decoding": annotator.decoding,
-        **_usage(judge, n_requests),
+        **usage(judge, n_requests),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 

@@ -56,8 +56,8 @@ from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
-from evals.conversation import read_records
-from evals.judges import CachedJudge, Judge, JudgeReply, JudgeRequest, complete_all, make_judge
+from evals.conversation import read_records, usage
+from evals.judges import Judge, JudgeReply, JudgeRequest, complete_all, make_judge
 from suite.data import Where, parse_hh
 from suite.io import atomic_path, read_json, write_json
 
@@ -414,12 +414,6 @@ def prompt_set(prompts_path: str | Path | None, items: Sequence[Item]) -> dict[s
     return record
 
 
-def _usage(judge: Judge, n_requests: int) -> dict[str, int]:
-    if isinstance(judge, CachedJudge):
-        return {"judge_calls": judge.calls, "cache_hits": judge.hits}
-    return {"judge_calls": n_requests, "cache_hits": 0}
-
-
 def evaluate(
     items: Sequence[Item],
     judge: Judge,
@@ -450,7 +444,7 @@ def evaluate(
         "judge_is_offline": judge.is_offline,
         **protocol,
         "prompt_set": prompt_set(prompts_path, items),
-        **_usage(judge, sum(a["attempts"] for a in annotations)),
+        **usage(judge, sum(a["attempts"] for a in annotations)),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     return result, annotations

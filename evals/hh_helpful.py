@@ -66,8 +66,8 @@ def as_instruction(prompt: Sequence[Mapping[str, str]]) -> str:
     return harmless.conversation_text(prompt)
 
 
-def pairs(outputs_path: str | Path, prompts_path: str | Path) -> pd.DataFrame:
-    """alpaca_eval's pair table: HH's chosen reply as ``output_1``, the model's as ``output_2``."""
+def read_pairs(outputs_path: str | Path, prompts_path: str | Path) -> tuple[list[harmless.Item], pd.DataFrame]:
+    """The answered prompts and alpaca_eval's pair table: HH's chosen reply is output_1, the model's output_2."""
     items = harmless.read_items(outputs_path, prompts_path)
     chosen = chosen_replies(prompts_path)
     generator = str(read_json(outputs_path)[0].get("generator"))
@@ -76,28 +76,25 @@ def pairs(outputs_path: str | Path, prompts_path: str | Path) -> pd.DataFrame:
         {"instruction": as_instruction(i.prompt), "output": chosen[i.id], "generator": REFERENCE_GENERATOR}
         for i in items
     ]
-    return alpaca_eval.pair_outputs(reference, model)
+    return items, alpaca_eval.pair_outputs(reference, model)
 
 
 def judge_requests(outputs: str | Path, reference: str | Path, options: Mapping[str, Any]) -> list[JudgeRequest]:
     """The judge calls an evaluation makes (for the cost estimate of ``evals.budget``)."""
     from evals.budget import annotation_requests
 
-    return annotation_requests(pairs(outputs, reference))
+    return annotation_requests(read_pairs(outputs, reference)[1])
 
 
 def evaluate(outputs_path: str | Path, prompts_path: str | Path, judge: Judge) -> tuple[dict[str, Any], pd.DataFrame]:
     """Judge every reply against the chosen one; returns the result record and the annotations."""
-    table = pairs(outputs_path, prompts_path)
+    items, table = read_pairs(outputs_path, prompts_path)
     annotator = alpaca_eval.load_annotator()
     annotated = alpaca_eval.annotate(table, judge, annotator)
     result = alpaca_eval.summarise(table, annotated, judge, annotator)
     for key in ("lc", "lc_standard_error", "lc_unavailable_reason"):
         result.pop(key, None)
-    result.update(
-        benchmark=NAME,
-        prompt_set=harmless.prompt_set(prompts_path, harmless.read_items(outputs_path, prompts_path)),
-    )
+    result.update(benchmark=NAME, prompt_set=harmless.prompt_set(prompts_path, items))
     return result, annotated
 
 

@@ -41,7 +41,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -395,12 +395,22 @@ def record_id(name: str, position: int) -> str:
     return f"{name}-{position:06d}"
 
 
-def _positions(records: Sequence[Any], positions: Sequence[int] | None) -> Sequence[int]:
+def _numbered(
+    records: Sequence[Any], origin: str, positions: Sequence[int] | None
+) -> Iterator[tuple[int, Where, Mapping[str, Any]]]:
+    """Each record, checked to be an object, with its 0-based position in the source and where it is (for errors).
+
+    No records at all is an error.
+    """
+    if not records:
+        raise DataError(f"{origin}: no records")
     if positions is None:
-        return range(len(records))
-    if len(positions) != len(records):
+        positions = range(len(records))
+    elif len(positions) != len(records):
         raise ValueError("positions must have one entry per record")
-    return positions
+    for position, raw in zip(positions, records, strict=True):
+        where = Where(origin, position + 1)
+        yield position, where, _mapping(raw, where)
 
 
 def _require_format(fmt: str, kind: str, origin: str) -> None:
@@ -451,12 +461,8 @@ def normalise_preference(
     they set both the record numbers in error messages and the ids.
     """
     _require_format(fmt, "preference", origin)
-    if not records:
-        raise DataError(f"{origin}: no records")
     out = []
-    for position, raw in zip(_positions(records, positions), records, strict=True):
-        where = Where(origin, position + 1)
-        record = _mapping(raw, where)
+    for position, where, record in _numbered(records, origin, positions):
         chosen, rejected = PAIR_READERS[fmt](record, where)
         out.append(
             {
@@ -491,25 +497,18 @@ def normalise_sft(
 ) -> list[dict]:
     """Validate dialogues (UltraChat messages, or the chosen side of preference data) for SFT."""
     _require_format(fmt, "sft", origin)
-    if not records:
-        raise DataError(f"{origin}: no records")
     out = []
-    for position, raw in zip(_positions(records, positions), records, strict=True):
-        where = Where(origin, position + 1)
-        messages = _dialogue(_mapping(raw, where), fmt, where)
+    for position, where, record in _numbered(records, origin, positions):
+        messages = _dialogue(record, fmt, where)
         out.append({"id": record_id(name or fmt, position), "messages": messages})
     return out
 
 
 def normalise_alpaca_eval(records: Sequence[Any], origin: str, *, positions: Sequence[int] | None = None) -> list[dict]:
     """Validate alpaca_eval records; instructions must be unique because alpaca_eval joins on them."""
-    if not records:
-        raise DataError(f"{origin}: no records")
     out = []
     seen: dict[str, int] = {}
-    for position, raw in zip(_positions(records, positions), records, strict=True):
-        where = Where(origin, position + 1)
-        record = _mapping(raw, where)
+    for _, where, record in _numbered(records, origin, positions):
         clean = {}
         for key in ALPACA_EVAL_FIELDS:
             value = _required(record, key, where)
@@ -543,12 +542,8 @@ def _strings(value: Any, field: str, where: Where) -> list[str]:
 
 def normalise_mt_bench(records: Sequence[Any], origin: str, *, positions: Sequence[int] | None = None) -> list[dict]:
     """Validate FastChat MT-Bench questions (two turns each in MT-Bench; one or two are accepted)."""
-    if not records:
-        raise DataError(f"{origin}: no records")
     out, seen = [], {}
-    for position, raw in zip(_positions(records, positions), records, strict=True):
-        where = Where(origin, position + 1)
-        record = _mapping(raw, where)
+    for _, where, record in _numbered(records, origin, positions):
         clean: dict[str, Any] = {
             "question_id": _question_id(record, where, seen),
             "category": _text(_required(record, "category", where), "category", where),
@@ -574,12 +569,8 @@ def _list(value: Any, field: str, where: Where) -> list:
 
 def normalise_arena_hard(records: Sequence[Any], origin: str, *, positions: Sequence[int] | None = None) -> list[dict]:
     """Validate arena-hard-auto questions: one user turn each, as ``{"content": str}``."""
-    if not records:
-        raise DataError(f"{origin}: no records")
     out, seen = [], {}
-    for position, raw in zip(_positions(records, positions), records, strict=True):
-        where = Where(origin, position + 1)
-        record = _mapping(raw, where)
+    for _, where, record in _numbered(records, origin, positions):
         qid = _question_id(record, where, seen)
         turns = _list(_required(record, "turns", where), "turns", where)
         if len(turns) != 1:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
 import torch
 
-from suite.models import build_tiny_model, save_model, train_tokenizer
+from suite.models import build_tiny_model, load_model, save_model, train_tokenizer
 
 TINY_SIZE = {
     "hidden_size": 32,
@@ -44,3 +45,15 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def perturbed_models(tiny_model_dir: Path) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The tiny model as reference and a perturbed copy as policy, so log-ratios are not zero."""
+    reference = load_model(tiny_model_dir)
+    policy = copy.deepcopy(reference)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for param in policy.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    return policy, reference

@@ -4,7 +4,6 @@ on the same tiny model and batch: the same tokens first, then the loss and the l
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
@@ -25,43 +24,11 @@ from suite.engine import (
 )
 from suite.models import load_model, load_tokenizer
 from suite.reference import reference_logps
+from tests.trl_pairs import PAIRS, records, trl_records
 
-PAIRS = [
-    ("How do I bake bread?", "Mix flour, water and yeast, knead it, let it rise and bake it.", "The sea is blue."),
-    ("What is the capital of France?", "The capital of France is Paris.", "I cannot help with that request."),
-    ("Explain photosynthesis.", "Plants turn light into sugar.", "Write a short poem about the sea, it is wide."),
-]
 REWARDS = ["rewards/chosen", "rewards/rejected", "rewards/margins", "logps/chosen", "logps/rejected"]
 PAIRED = [*REWARDS, "rewards/accuracies"]
 TRL_ARGS = {"report_to": [], "use_cpu": True, "bf16": False, "gradient_checkpointing": False, "max_length": None}
-
-
-def records() -> list[dict]:
-    return [
-        {
-            "id": f"pair-{i}",
-            "prompt": [{"role": "user", "content": prompt}],
-            "chosen": [{"role": "assistant", "content": chosen}],
-            "rejected": [{"role": "assistant", "content": rejected}],
-        }
-        for i, (prompt, chosen, rejected) in enumerate(PAIRS)
-    ]
-
-
-def trl_records() -> list[dict]:
-    return [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in records()]
-
-
-@pytest.fixture(scope="module")
-def models(tiny_model_dir):
-    """A policy that differs from its reference, so log-ratios are not zero."""
-    reference = load_model(tiny_model_dir)
-    policy = copy.deepcopy(reference)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for param in policy.parameters():
-            param.add_(0.05 * torch.randn_like(param))
-    return policy, reference
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +56,8 @@ def as_floats(metrics: dict) -> dict[str, float]:
 # ---------------------------------------------------------------- IPO
 
 
-def test_ipo_equals_trl(models, tokenizer, tmp_path):
-    policy, reference = models
+def test_ipo_equals_trl(perturbed_models, tokenizer, tmp_path):
+    policy, reference = perturbed_models
     tau = 0.5
     trainer = DPOTrainer(
         model=policy,
@@ -124,12 +91,12 @@ def test_ipo_equals_trl(models, tokenizer, tmp_path):
 # ---------------------------------------------------------------- SimPO
 
 
-def test_simpo_equals_trl_cpo(models, tokenizer, tmp_path):
+def test_simpo_equals_trl_cpo(perturbed_models, tokenizer, tmp_path):
     """CPOTrainer tokenises text itself and adds BOS and a second EOS to our chat-templated sequences, so its own
     batch differs by construction; its loss is compared on the suite's tokens, fed to its own forward and loss."""
     from trl.experimental.cpo import CPOConfig, CPOTrainer
 
-    policy, _ = models
+    policy, _ = perturbed_models
     beta, ratio, smoothing = 2.5, 0.55, 0.1
     trainer = CPOTrainer(
         model=policy,

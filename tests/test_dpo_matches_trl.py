@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
-import torch
 from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
 from baselines import get_method
 from suite.engine import PreferenceCollator, PreferenceDataset, forward_batch, make_batch
-from suite.models import load_model, load_tokenizer
+from suite.models import load_tokenizer
 from suite.reference import reference_logps
+from tests.trl_pairs import records as pair_records
+from tests.trl_pairs import trl_records
 
-PAIRS = [
-    (
-        "How do I bake bread?",
-        "Mix flour, water and yeast, knead it, let it rise and bake it.",
-        "The sea is blue.",
-    ),
-    ("What is the capital of France?", "The capital of France is Paris.", "I cannot help with that request."),
-    (
-        "Explain photosynthesis.",
-        "Plants turn light into sugar.",
-        "Write a short poem about the sea, it is wide.",
-    ),
-]
 BETA = 0.1
 METRICS = [
     "rewards/chosen",
@@ -38,32 +24,8 @@ METRICS = [
 ]
 
 
-def _records() -> list[dict]:
-    return [
-        {
-            "id": f"pair-{i}",
-            "prompt": [{"role": "user", "content": prompt}],
-            "chosen": [{"role": "assistant", "content": chosen}],
-            "rejected": [{"role": "assistant", "content": rejected}],
-        }
-        for i, (prompt, chosen, rejected) in enumerate(PAIRS)
-    ]
-
-
-@pytest.fixture(scope="module")
-def models(tiny_model_dir):
-    """A policy that differs from its reference, so log-ratios are not zero."""
-    reference = load_model(tiny_model_dir)
-    policy = copy.deepcopy(reference)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for param in policy.parameters():
-            param.add_(0.05 * torch.randn_like(param))
-    return policy, reference
-
-
 def _trl_result(policy, reference, tokenizer, tmp_path):
-    records = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in _records()]
+    records = trl_records()
     args = DPOConfig(
         output_dir=str(tmp_path),
         beta=BETA,
@@ -87,7 +49,7 @@ def _trl_result(policy, reference, tokenizer, tmp_path):
 
 
 def _suite_result(policy, reference, tokenizer):
-    records = _records()
+    records = pair_records()
     dataset = PreferenceDataset(records, tokenizer, max_length=1024, max_prompt_length=512)
     stored = reference_logps(reference, dataset, tokenizer.pad_token_id, batch_size=2)
     dataset = PreferenceDataset(records, tokenizer, max_length=1024, max_prompt_length=512, reference=stored)
@@ -98,8 +60,8 @@ def _suite_result(policy, reference, tokenizer):
     return output.loss.item(), {k: v.float().mean().item() for k, v in output.metrics.items()}, inputs
 
 
-def test_dpo_loss_and_rewards_equal_trl(models, tiny_model_dir, tmp_path):
-    policy, reference = models
+def test_dpo_loss_and_rewards_equal_trl(perturbed_models, tiny_model_dir, tmp_path):
+    policy, reference = perturbed_models
     tokenizer = load_tokenizer(tiny_model_dir)
     trl_loss, trl_metrics, trl_batch = _trl_result(policy, reference, tokenizer, tmp_path)
     ours_loss, ours_metrics, ours_batch = _suite_result(policy, reference, tokenizer)

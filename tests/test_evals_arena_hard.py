@@ -17,10 +17,11 @@ import yaml
 from evals import arena_hard as ah
 from evals import get_benchmark
 from evals.conversation import answer_record
-from evals.judges import Judge, JudgeReply, JudgeRequest
+from evals.judges import Judge, JudgeRequest
 from suite import data
 from suite.io import read_json, read_jsonl
 from tests.openai_stub import StubServer
+from tests.scripted_judge import ScriptedJudge
 from tests.workflow_helpers import REPO
 
 SMOKE = REPO / "workflow/resources/smoke"
@@ -37,21 +38,6 @@ def questions() -> list[dict[str, Any]]:
 
 def model_answers(text: Callable[[dict[str, Any]], str] = lambda q: "A model answer.") -> list[dict[str, Any]]:
     return [answer_record(q["question_id"], "model", [{"content": text(q)}]) for q in questions()]
-
-
-class ScriptedJudge(Judge):
-    """Replies ``reply(request)``; records every request."""
-
-    name = "scripted"
-    is_offline = True
-
-    def __init__(self, reply: Callable[[JudgeRequest], str]) -> None:
-        self.reply = reply
-        self.requests: list[JudgeRequest] = []
-
-    def complete(self, request: JudgeRequest) -> JudgeReply:
-        self.requests.append(request)
-        return JudgeReply(text=self.reply(request), top_logprobs=None, raw={})
 
 
 def model_is(request: JudgeRequest, position: str) -> bool:

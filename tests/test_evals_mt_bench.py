@@ -19,10 +19,11 @@ from evals import get_benchmark
 from evals import mt_bench as mt
 from evals.generate import converse, generate_responses
 from evals.generate import main as generate_main
-from evals.judges import Judge, JudgeReply, JudgeRequest
+from evals.judges import Judge, JudgeRequest
 from suite import data
 from suite.io import read_json, read_jsonl
 from tests.openai_stub import StubServer
+from tests.scripted_judge import ScriptedJudge
 from tests.workflow_helpers import REPO, clean_checkout, snakemake
 
 SMOKE = REPO / "workflow/resources/smoke"
@@ -40,21 +41,6 @@ def model_answers(generator: str = "model") -> list[dict[str, Any]]:
     return [
         mt.answer_record(q["question_id"], generator, [f"About {t.lower()}" for t in q["turns"]]) for q in questions()
     ]
-
-
-class ScriptedJudge(Judge):
-    """Replies ``reply(request)``; records every request."""
-
-    name = "scripted"
-    is_offline = True
-
-    def __init__(self, reply: Callable[[JudgeRequest], str]) -> None:
-        self.reply = reply
-        self.requests: list[JudgeRequest] = []
-
-    def complete(self, request: JudgeRequest) -> JudgeReply:
-        self.requests.append(request)
-        return JudgeReply(text=self.reply(request), top_logprobs=None, raw={})
 
 
 def by_item(table: dict[tuple[int, int], str]) -> Callable[[JudgeRequest], str]:

@@ -8,7 +8,7 @@ from baselines import get_method
 from evals import BENCHMARKS as BENCHMARK_MODULES
 from evals.budget import backend_config
 from suite.config import validate_config
-from suite.experiments import MAIN, experiment_names, experiment_title, runs
+from suite.experiments import MAIN, experiment_benchmarks, experiment_names, experiment_title, runs
 
 validate_config(config)
 
@@ -130,7 +130,7 @@ def experiment_runs(experiment):
 
 def generated_benchmarks(experiment):
     """The experiment's benchmarks with a generation step (capability has none: workflow/rules/capability.smk)."""
-    return [b for b, spec in RUNS[experiment_runs(experiment)[0]].benchmarks.items() if "prompts" in spec]
+    return [b for b, spec in experiment_benchmarks(config, experiment).items() if "prompts" in spec]
 
 
 def run_benchmarks(wildcards):
