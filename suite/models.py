@@ -29,8 +29,8 @@ from transformers import (
 )
 
 from suite.io import atomic_dir, read_jsonl, write_json
+from suite.provenance import POINTER
 
-POINTER = "pointer.json"
 SPECIAL_TOKENS = ["<s>", "</s>", "<pad>", "<|system|>", "<|user|>", "<|assistant|>"]
 
 # Zephyr-style template (the one alignment-handbook and SimPO use for Base models).

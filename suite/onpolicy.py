@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from suite.io import read_json, read_jsonl, write_json, write_jsonl
-from suite.models import POINTER
+from suite.provenance import digest, identity
 
 log = logging.getLogger(__name__)
 
@@ -63,37 +63,6 @@ class OnPolicyError(ValueError):
 
 
 # --------------------------------------------------------------------------- keys and shards
-
-
-def digest(obj: Any, length: int = 16) -> str:
-    """Short sha256 of an object's canonical JSON."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:length]
-
-
-def _dir_sha256(path: Path) -> str:
-    """Content hash of a directory (relative names and bytes of every non-hidden file)."""
-    h = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        h.update(str(file.relative_to(path)).encode() + b"\0")
-        with file.open("rb") as handle:
-            while chunk := handle.read(1 << 20):
-                h.update(chunk)
-    return h.hexdigest()
-
-
-def model_identity(model: str | Path) -> dict[str, Any]:
-    """What a model stage is, independent of where the repository lives: hub id + revision, or content hash."""
-    path = Path(model)
-    if (path / POINTER).exists():
-        target = json.loads((path / POINTER).read_text())
-        inner = target["name_or_path"]
-        extra = {k: v for k, v in target.items() if k not in ("name_or_path", "revision") and v is not None}
-        if Path(inner).is_dir():
-            return {**extra, "target": model_identity(inner)}
-        return {**extra, "hub": inner, "revision": target.get("revision")}
-    if path.is_dir():
-        return {"sha256": _dir_sha256(path)}
-    return {"hub": str(model), "revision": None}
 
 
 def sample_seed(seed: int, shard: int, k: int) -> int:
@@ -233,7 +202,7 @@ def sample(
         generate = generate_isolated if backend == "vllm" else _generate_in_process
     settings = {
         "format": SHARD_FORMAT,
-        "model": model_identity(model_dir),
+        "model": identity(model_dir),
         "decoding": dict(decoding),
         "n_samples": n_samples,
         "seed": seed,
@@ -414,9 +383,9 @@ def _cmd_score(args: argparse.Namespace) -> None:
         described.update(model.describe())
         return lambda conversations: model.score(conversations, args.batch_size)
 
-    identity = {**model_identity(args.reward), "dtype": args.dtype}
+    reward_identity = {**identity(args.reward), "dtype": args.dtype}
     records, meta = score_samples(
-        samples, reward_identity=identity, shard_size=args.shard_size, work_dir=args.work_dir, scorer=scorer
+        samples, reward_identity=reward_identity, shard_size=args.shard_size, work_dir=args.work_dir, scorer=scorer
     )
     write_jsonl(args.out, records)
     source = reward_source(args.reward)
