@@ -29,7 +29,7 @@ from transformers import (
 )
 
 from suite.io import atomic_dir, read_jsonl, write_json
-from suite.provenance import POINTER
+from suite.provenance import POINTER, write_stamp
 
 SPECIAL_TOKENS = ["<s>", "</s>", "<pad>", "<|system|>", "<|user|>", "<|assistant|>"]
 
@@ -164,6 +164,7 @@ def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out: 
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        write_stamp(tmp)
 
 
 def _cmd_tokenizer(args: argparse.Namespace) -> None:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from suite.engine import PreferenceDataset, tokenization_fingerprint
+from suite.engine import PreferenceDataset, precision
 from suite.io import write_jsonl
 from suite.models import build_tiny_model, save_model, train_tokenizer
-from suite.reference import reference_logps, save_reference
+from suite.reference import reference_logps, reference_provenance, save_reference
 from tests.conftest import TINY_SIZE
 
 TOPICS = ["the river", "the garden", "the bridge", "the market", "the tower", "the forest", "the harbour",
@@ -52,6 +52,6 @@ def prepare_toy_run(root: Path, records: list[dict], training: dict) -> None:
     save_model(model, tokenizer, root / "start")
     write_jsonl(root / "data.jsonl", records)
     dataset = PreferenceDataset(records, tokenizer, training["max_length"], training["max_prompt_length"])
-    fingerprint = tokenization_fingerprint(tokenizer, training["max_length"], training["max_prompt_length"])
-    stored = reference_logps(model, dataset, tokenizer.pad_token_id, batch_size=8)
-    save_reference(root / "reference.pt", stored, fingerprint, str(root / "start"))
+    stored = reference_logps(model, dataset, tokenizer.pad_token_id, batch_size=8, numeric=precision(training))
+    provenance = reference_provenance(root / "start", root / "data.jsonl", tokenizer, training)
+    save_reference(root / "reference.pt", stored, provenance)
