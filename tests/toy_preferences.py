@@ -44,11 +44,11 @@ def toy_pairs(prefix: str) -> list[dict]:
     ]
 
 
-def prepare_toy_run(root: Path, records: list[dict], training: dict) -> None:
+def prepare_toy_run(root: Path, records: list[dict], training: dict, size: dict | None = None) -> None:
     """What the workflow has ready before a method trains: ``start`` model, ``data.jsonl``, ``reference.pt``."""
     texts = [m["content"] for r in records for k in ("prompt", "chosen", "rejected") for m in r[k]]
     tokenizer = train_tokenizer(texts * 10, vocab_size=200)
-    model = build_tiny_model("llama", tokenizer, TINY_SIZE, seed=0)
+    model = build_tiny_model("llama", tokenizer, size or TINY_SIZE, seed=0)
     save_model(model, tokenizer, root / "start")
     write_jsonl(root / "data.jsonl", records)
     dataset = PreferenceDataset(records, tokenizer, training["max_length"], training["max_prompt_length"])
