@@ -19,8 +19,10 @@ Input features ([choice] ``aw_features``), per pair, all detached:
   token entropies H_t = -sum_v p_v log p_v on each side (8 features). The
   entropies come from the policy's logits the engine hands over (``needs_logits``:
   views of the forward's logits at the positions that predict each response
-  token), detached, for response tokens only, ``ENTROPY_CHUNK`` at a time, so no
-  float32 copy of all the logits is made and no output layer runs again.
+  token), detached, for response tokens only, as many at a time as the engine's
+  log-probs take (``suite.engine.chunk_positions``: ~128 MiB of float32 per
+  chunk, 261 positions of a 128k vocabulary), so no float32 copy of all the
+  logits is made and no output layer runs again.
   Features only ever use logits; the similarity only hidden states or embeddings.
 
 Each feature goes through sign(x) log(1 + |x|) before the MLP, which keeps
@@ -38,13 +40,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aao._model import unwrap
-from suite.engine import PreferenceBatch
+from suite.engine import PreferenceBatch, chunk_positions
 
 MARGIN = 1e-3  # minimum gap a - b, and of b below 1 - MARGIN: exact in float32
 LOGIT_CLAMP = 30.0  # |z| beyond which the sigmoid is flat in float32 anyway
 ATTRIBUTE = "aao_thresholds"  # name of the AW submodule on the policy
 FEATURE_COUNTS = {"logp": 4, "logp_entropy": 8}
-ENTROPY_CHUNK = 256  # response tokens per entropy chunk (a 128k vocabulary: ~0.1 GB float32 transient)
 
 
 def thresholds_from_logits(logits: Tensor, margin: float = MARGIN) -> tuple[Tensor, Tensor]:
@@ -113,13 +114,15 @@ def masked_mean_std(values: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
 
 
 @torch.no_grad()
-def token_entropies(logits: Tensor, mask: Tensor, chunk: int = ENTROPY_CHUNK) -> Tensor:
+def token_entropies(logits: Tensor, mask: Tensor, chunk: int | None = None) -> Tensor:
     """Entropy of the policy's next-token distribution at every response position, (B, T); 0 elsewhere.
 
     logits: (B, T, V) the policy's logits at the positions predicting each token (any dtype, possibly a
-    view of the forward's logits); only real (masked) positions are read, ``chunk`` at a time in float32,
-    detached, so at most (chunk, V) float32 values exist at once.
+    view of the forward's logits); only real (masked) positions are read, ``chunk`` at a time in float32
+    (default: the engine's :func:`~suite.engine.chunk_positions`), detached, so at most (chunk, V) float32
+    values exist at once.
     """
+    chunk = chunk or chunk_positions(logits.shape[-1])
     real = mask.bool()
     entropies = torch.zeros(mask.shape, dtype=torch.float32, device=logits.device)
     rows, cols = real.nonzero(as_tuple=True)  # (N,) each

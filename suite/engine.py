@@ -221,21 +221,70 @@ class PreferenceCollator:
 # ---------------------------------------------------------------- forward
 
 
-def token_logps(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-    """Log-prob of each next token and the response mask, both (N, L-1).
+LOGPS_CHUNK_ELEMENTS = 2**25  # float32 values per chunk of positions (128 MiB; 261 positions of a 128k vocabulary)
 
-    Computed row by row so that a long sequence with a 128k vocabulary never
-    needs a second full-size float32 copy of the logits.
+
+def chunk_positions(vocab_size: int, elements: int | None = None) -> int:
+    """Positions per chunk so that one chunk's float32 (positions, vocab) working set holds ``elements`` values."""
+    return max(1, (LOGPS_CHUNK_ELEMENTS if elements is None else elements) // vocab_size)
+
+
+class _SelectedLogProbs(torch.autograd.Function):
+    """log softmax(logits[i])[target_i] at selected rows of (M, V) logits, chunk by chunk, with its exact gradient.
+
+    The forward keeps only each row's log-sum-exp; the backward recomputes
+    softmax per chunk: d logp_i / d logits_i = onehot(target_i) - softmax(logits_i).
+    So besides the logits (held by the model's output anyway) and their gradient,
+    at most one chunk of float32 (chunk, V) values exists at a time, whatever
+    the logits' dtype, and rows that are not selected cost nothing.
+    """
+
+    @staticmethod
+    def forward(ctx, flat_logits: Tensor, rows: Tensor, targets: Tensor, chunk: int) -> Tensor:
+        dtype = torch.promote_types(flat_logits.dtype, torch.float32)  # float32, or float64 for float64 logits
+        lse = torch.empty(rows.shape, dtype=dtype, device=flat_logits.device)
+        for start in range(0, rows.shape[0], chunk):
+            part = flat_logits.index_select(0, rows[start : start + chunk]).to(dtype)
+            lse[start : start + chunk] = torch.logsumexp(part, dim=-1)
+        picked = flat_logits[rows, targets].to(dtype)
+        ctx.save_for_backward(flat_logits, rows, targets, lse)
+        ctx.chunk = chunk
+        return picked - lse
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor, None, None, None]:
+        flat_logits, rows, targets, lse = ctx.saved_tensors
+        grad = torch.zeros_like(flat_logits)
+        for start in range(0, rows.shape[0], ctx.chunk):
+            end = min(start + ctx.chunk, rows.shape[0])
+            g = grad_out[start:end].to(lse.dtype)
+            part = flat_logits.index_select(0, rows[start:end]).to(lse.dtype)
+            part = part.sub_(lse[start:end, None]).exp_().mul_(-g[:, None])  # -g * softmax
+            part[torch.arange(end - start, device=part.device), targets[start:end]] += g
+            grad.index_copy_(0, rows[start:end], part.to(grad.dtype))
+        return grad, None, None, None
+
+
+def token_logps(logits: Tensor, labels: Tensor, chunk: int | None = None) -> tuple[Tensor, Tensor]:
+    """Log-prob of each next token and the response mask, both (N, L-1); 0 off the response.
+
+    Only the positions that predict a response token are computed, ``chunk``
+    of them at a time (default: :func:`chunk_positions`), in float32 for any
+    lower-precision logits: a long sequence with a 128k vocabulary never needs a
+    float32 copy of all its logits, nor a log-softmax of them, and the
+    gradient goes straight into one buffer the size of the logits.
     """
     targets = labels[:, 1:]
     mask = targets != IGNORE
-    safe = targets.masked_fill(~mask, 0)
-    rows = []
-    for row_logits, row_targets in zip(logits[:, :-1], safe, strict=True):
-        row_logits = row_logits.float()
-        picked = row_logits.gather(-1, row_targets.unsqueeze(-1)).squeeze(-1)
-        rows.append(picked - torch.logsumexp(row_logits, dim=-1))
-    return torch.stack(rows) * mask, mask.float()
+    vocab = logits.shape[-1]
+    length = logits.shape[1]
+    row, col = mask.nonzero(as_tuple=True)
+    flat_rows = row * length + col  # predicting position (row, col) of the (N, L) logits
+    picked = _SelectedLogProbs.apply(
+        logits.reshape(-1, vocab), flat_rows, targets[row, col], chunk or chunk_positions(vocab)
+    )
+    logps = torch.zeros(mask.shape, dtype=picked.dtype, device=logits.device).masked_scatter(mask, picked)
+    return logps, mask.float()
 
 
 @dataclass
