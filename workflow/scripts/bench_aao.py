@@ -35,23 +35,10 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from bench_common import PAD, REPO, build_llama, random_items, with_random_reference
 
-MODELS = {
-    # name: (Llama sizes, per-device defaults {device: (pairs per batch, prompt length, response length)})
-    "tiny": (
-        {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-         "num_key_value_heads": 2, "vocab_size": 1024},
-        {"cpu": (8, 32, 96), "cuda": (8, 64, 448)},
-    ),
-    "100m": (
-        {"hidden_size": 768, "intermediate_size": 2048, "num_hidden_layers": 12, "num_attention_heads": 12,
-         "num_key_value_heads": 12, "vocab_size": 32000},
-        {"cpu": (2, 32, 96), "cuda": (8, 64, 448)},
-    ),
-}  # fmt: skip
+# model -> per-device defaults {device: (pairs per batch, prompt length, response length)}; sizes in bench_common
+SHAPES = {"tiny": {"cpu": (8, 32, 96), "cuda": (8, 64, 448)}, "100m": {"cpu": (2, 32, 96), "cuda": (8, 64, 448)}}
 DEFAULT_STEPS = {"cpu": {"tiny": (20, 3), "100m": (5, 1)}, "cuda": {"tiny": (30, 5), "100m": (20, 3)}}
 
 # Rows of the table: the registered method, and what changes. The last row is
@@ -84,23 +71,12 @@ AAO_PARTS = {
 
 
 def build(model_name: str, method_name: str, device: str, batch: int, prompt: int, response: int, seed: int = 0):
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, TrainingArguments
+    from transformers import TrainingArguments
 
     from baselines import get_method
     from suite.engine import PreferenceCollator, PreferenceTrainer
 
-    sizes, _ = MODELS[model_name]
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        **sizes,
-        max_position_embeddings=max(512, prompt + response + 8),
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-        tie_word_embeddings=model_name == "100m",
-    )
-    model = LlamaForCausalLM(config)
+    model = build_llama(model_name, max_positions=max(512, prompt + response + 8), seed=seed, tie=model_name == "100m")
     registered, overrides = VARIANTS[method_name]
     method = get_method(registered)
     params = {**method.defaults, **overrides}
@@ -111,22 +87,8 @@ def build(model_name: str, method_name: str, device: str, batch: int, prompt: in
     trainer = PreferenceTrainer(model=model, args=args, method=method, method_params=params)
     trainer.create_optimizer()
     trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train's loop, which is not used here
-    generator = torch.Generator().manual_seed(seed + 1)
-    vocab = sizes["vocab_size"]
-    items = []
-    for i in range(batch):
-        ids = torch.randint(3, vocab, (prompt + 2 * response,), generator=generator).tolist()
-        items.append(
-            {
-                "id": f"bench-{i}",
-                "prompt_ids": ids[:prompt],
-                "chosen_ids": ids[prompt : prompt + response],
-                "rejected_ids": ids[prompt + response :],
-                "ref_chosen_logps": (-torch.rand(response, generator=generator) * 8).tolist(),
-                "ref_rejected_logps": (-torch.rand(response, generator=generator) * 8).tolist(),
-            }
-        )
-    inputs = PreferenceCollator(pad_token_id=0)(items)
+    items = with_random_reference(random_items(model.config.vocab_size, batch, prompt, response, seed=seed + 1))
+    inputs = PreferenceCollator(pad_token_id=PAD)(items)
     n_params = sum(p.numel() for p in trainer.model.parameters())
     return trainer, inputs, n_params
 
@@ -299,8 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     raw: dict = {"device": device_name, "runs": {}, "profiles": {}}
     rows = []
     for model in args.models.split(","):
-        shapes = MODELS[model][1]
-        default_shape = shapes[args.device]
+        default_shape = SHAPES[model][args.device]
         shape = (args.batch or default_shape[0], args.prompt or default_shape[1], args.response or default_shape[2])
         steps, warmup = DEFAULT_STEPS[args.device][model]
         steps, warmup = args.steps or steps, args.warmup if args.warmup is not None else warmup

@@ -21,23 +21,12 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from bench_common import MODELS, PAD, build_llama, random_items, with_random_reference
 
-MODELS = {
-    "tiny": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-             "num_key_value_heads": 2, "vocab_size": 1024},
-    "small": {"hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 4, "num_attention_heads": 4,
-              "num_key_value_heads": 4, "vocab_size": 32000},
-    "100m": {"hidden_size": 768, "intermediate_size": 2048, "num_hidden_layers": 12, "num_attention_heads": 12,
-             "num_key_value_heads": 12, "vocab_size": 32000},
-}  # fmt: skip
 RUNS = {  # run name -> (registered method, parameters over its defaults)
     "dpo": ("dpo", {}),
     "dpo_random": ("dpo_random", {}),
@@ -52,26 +41,10 @@ FORWARDS = {"dpo": "1", "dpo_random": "1", "ipo": "1", "simpo": "1", "kto": "1 +
 
 
 def make_inputs(vocab: int, pairs: int, prompt: int, response: int, seed: int):
-    """A collated batch as the engine's collator makes it: B chosen rows then B rejected rows, no padding."""
-    import torch
+    """A batch as the engine's collator makes it (B chosen rows, then B rejected ones, padded), random reference."""
+    from suite.engine import PreferenceCollator
 
-    from suite.engine import IGNORE
-
-    generator = torch.Generator().manual_seed(seed)
-    length = prompt + response
-    input_ids = torch.randint(3, vocab, (2 * pairs, length), generator=generator)
-    input_ids[pairs:, :prompt] = input_ids[:pairs, :prompt]  # a pair shares its prompt
-    labels = input_ids.clone()
-    labels[:, :prompt] = IGNORE
-    ref_logps = -5 * torch.rand(2 * pairs, length - 1, generator=generator)
-    ref_logps[:, : prompt - 1] = 0
-    return {
-        "input_ids": input_ids,
-        "attention_mask": torch.ones_like(input_ids),
-        "labels": labels,
-        "ref_logps": ref_logps,
-        "ids": [f"bench-{i}" for i in range(pairs)],
-    }
+    return PreferenceCollator(PAD)(with_random_reference(random_items(vocab, pairs, prompt, response, seed)))
 
 
 def setup_run(run: str, base, inputs, args, out_dir: Path) -> dict:
@@ -155,7 +128,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
     from transformers.utils import logging
 
     logging.set_verbosity_error()
@@ -169,8 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for model_name in args.models.split(","):
             size = MODELS[model_name]
-            torch.manual_seed(0)
-            base = LlamaForCausalLM(LlamaConfig(**size, max_position_embeddings=1024, tie_word_embeddings=False))
+            base = build_llama(model_name, max_positions=args.prompt + args.response + 8)
             inputs = make_inputs(size["vocab_size"], args.pairs, args.prompt, args.response, seed=0)
             n_params = sum(p.numel() for p in base.parameters()) / 1e6
             print(f"\nmodel {model_name}: {n_params:.1f}M parameters, vocabulary {size['vocab_size']}")
