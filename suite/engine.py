@@ -14,7 +14,7 @@ import contextlib
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -230,43 +230,64 @@ def chunk_positions(vocab_size: int, elements: int | None = None) -> int:
 
 
 class _SelectedLogProbs(torch.autograd.Function):
-    """log softmax(logits[i])[target_i] at selected rows of (M, V) logits, chunk by chunk, with its exact gradient.
+    """log softmax(logits[r])[target] for rows r of (R, V) logits, chunk by chunk, with its exact gradient.
 
     The forward keeps only each row's log-sum-exp; the backward recomputes
-    softmax per chunk: d logp_i / d logits_i = onehot(target_i) - softmax(logits_i).
+    softmax per chunk: d logp / d logits[r] = onehot(target) - softmax(logits[r]).
     So besides the logits (held by the model's output anyway) and their gradient,
     at most one chunk of float32 (chunk, V) values exists at a time, whatever
-    the logits' dtype, and rows that are not selected cost nothing.
+    the logits' dtype, and rows that are not selected cost nothing. ``rows``
+    None selects every row, in order.
     """
 
     @staticmethod
-    def forward(ctx, flat_logits: Tensor, rows: Tensor, targets: Tensor, chunk: int) -> Tensor:
-        dtype = torch.promote_types(flat_logits.dtype, torch.float32)  # float32, or float64 for float64 logits
-        lse = torch.empty(rows.shape, dtype=dtype, device=flat_logits.device)
-        for start in range(0, rows.shape[0], chunk):
-            part = flat_logits.index_select(0, rows[start : start + chunk]).to(dtype)
-            lse[start : start + chunk] = torch.logsumexp(part, dim=-1)
-        picked = flat_logits[rows, targets].to(dtype)
-        ctx.save_for_backward(flat_logits, rows, targets, lse)
+    def forward(ctx, logits: Tensor, rows: Tensor | None, targets: Tensor, chunk: int) -> Tensor:
+        dtype = torch.promote_types(logits.dtype, torch.float32)  # float32, or float64 for float64 logits
+        lse = torch.empty(targets.shape, dtype=dtype, device=logits.device)
+        for start, part in _row_chunks(logits, rows, chunk, dtype):
+            lse[start : start + part.shape[0]] = torch.logsumexp(part, dim=-1)
+        index = rows if rows is not None else torch.arange(targets.shape[0], device=logits.device)
+        picked = logits[index, targets].to(dtype)
+        ctx.save_for_backward(logits, rows, targets, lse)
         ctx.chunk = chunk
         return picked - lse
 
     @staticmethod
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor, None, None, None]:
-        flat_logits, rows, targets, lse = ctx.saved_tensors
-        grad = torch.zeros_like(flat_logits)
-        for start in range(0, rows.shape[0], ctx.chunk):
-            end = min(start + ctx.chunk, rows.shape[0])
+        logits, rows, targets, lse = ctx.saved_tensors
+        grad = torch.zeros_like(logits)
+        for start, part in _row_chunks(logits, rows, ctx.chunk, lse.dtype, copy=True):
+            end = start + part.shape[0]
             g = grad_out[start:end].to(lse.dtype)
-            part = flat_logits.index_select(0, rows[start:end]).to(lse.dtype)
             part = part.sub_(lse[start:end, None]).exp_().mul_(-g[:, None])  # -g * softmax
             part[torch.arange(end - start, device=part.device), targets[start:end]] += g
-            grad.index_copy_(0, rows[start:end], part.to(grad.dtype))
+            if rows is None:
+                grad[start:end] = part
+            else:
+                grad.index_copy_(0, rows[start:end], part.to(grad.dtype))
         return grad, None, None, None
 
 
+def _row_chunks(
+    logits: Tensor, rows: Tensor | None, chunk: int, dtype: torch.dtype, copy: bool = False
+) -> Iterator[tuple[int, Tensor]]:
+    """(start, (n, V) ``dtype`` values) of the selected rows, ``chunk`` at a time; ``copy``: never a view."""
+    count = logits.shape[0] if rows is None else rows.shape[0]
+    for start in range(0, count, chunk):
+        if rows is None:
+            part = logits[start : start + chunk]
+            yield start, part.to(dtype, copy=copy)
+        else:
+            yield start, logits.index_select(0, rows[start : start + chunk]).to(dtype)
+
+
+def _on_mask(values: Tensor, mask: Tensor) -> Tensor:
+    """(M,) values of the mask's positions, in row-major order, placed on a zero (N, T) grid."""
+    return torch.zeros(mask.shape, dtype=values.dtype, device=values.device).masked_scatter(mask, values)
+
+
 def token_logps(logits: Tensor, labels: Tensor, chunk: int | None = None) -> tuple[Tensor, Tensor]:
-    """Log-prob of each next token and the response mask, both (N, L-1); 0 off the response.
+    """Log-prob of each next token and the response mask, both (N, L-1), from (N, L, V) logits; 0 off the response.
 
     Only the positions that predict a response token are computed, ``chunk``
     of them at a time (default: :func:`chunk_positions`), in float32 for any
@@ -276,15 +297,27 @@ def token_logps(logits: Tensor, labels: Tensor, chunk: int | None = None) -> tup
     """
     targets = labels[:, 1:]
     mask = targets != IGNORE
-    vocab = logits.shape[-1]
-    length = logits.shape[1]
+    length, vocab = logits.shape[1], logits.shape[2]
     row, col = mask.nonzero(as_tuple=True)
     flat_rows = row * length + col  # predicting position (row, col) of the (N, L) logits
     picked = _SelectedLogProbs.apply(
         logits.reshape(-1, vocab), flat_rows, targets[row, col], chunk or chunk_positions(vocab)
     )
-    logps = torch.zeros(mask.shape, dtype=picked.dtype, device=logits.device).masked_scatter(mask, picked)
-    return logps, mask.float()
+    return _on_mask(picked, mask), mask.float()
+
+
+def response_logps(logits: Tensor, labels: Tensor, chunk: int | None = None) -> tuple[Tensor, Tensor]:
+    """As :func:`token_logps`, from the (M, V) logits of only the M positions that predict a response token
+    (row-major order, as a model returns them for ``logits_to_keep=response_positions(labels)``)."""
+    targets = labels[:, 1:]
+    mask = targets != IGNORE
+    picked = _SelectedLogProbs.apply(logits, None, targets[mask], chunk or chunk_positions(logits.shape[-1]))
+    return _on_mask(picked, mask), mask.float()
+
+
+def response_positions(labels: Tensor) -> Tensor:
+    """(N, L) bool: the positions whose next token is a response token (the last position predicts none)."""
+    return torch.nn.functional.pad(labels[:, 1:] != IGNORE, (0, 1), value=False)
 
 
 @dataclass
@@ -300,14 +333,25 @@ class ForwardOutput:
 def forward_outputs(
     model: PreTrainedModel, inputs: Mapping[str, Tensor], hidden_states: bool = False, logits: bool = False
 ) -> ForwardOutput:
-    """One forward: per-token log-probs and mask, plus the last hidden states and the logits if asked."""
+    """One forward: per-token log-probs and mask, plus the last hidden states and the logits if asked.
+
+    Unless the logits are asked for, the model projects only the positions
+    that predict a response token (``logits_to_keep``, a boolean mask: the
+    output layer never sees prompt, padding or the last position, and the
+    logits are (M, V) for M response tokens, not (N, L, V)).
+    """
+    labels = inputs["labels"]
     outputs = model(
         input_ids=inputs["input_ids"],
         attention_mask=inputs["attention_mask"],
         output_hidden_states=hidden_states,
         use_cache=False,
+        logits_to_keep=0 if logits else response_positions(labels),
     )
-    logps, mask = token_logps(outputs.logits, inputs["labels"])
+    if outputs.logits.dim() == 2:
+        logps, mask = response_logps(outputs.logits, labels)
+    else:  # every position's logits: asked for, or a model that ignores logits_to_keep
+        logps, mask = token_logps(outputs.logits, labels)
     hidden = outputs.hidden_states[-1][:, 1:] if hidden_states else None  # position j: token j+1's own state
     return ForwardOutput(logps, mask, hidden, outputs.logits[:, :-1] if logits else None)
 
@@ -544,6 +588,8 @@ __all__ = [
     "make_batch",
     "mismatched_inputs",
     "precision",
+    "response_logps",
+    "response_positions",
     "token_logps",
     "tokenization_fingerprint",
     "tokenize_pair",

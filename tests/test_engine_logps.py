@@ -1,6 +1,6 @@
-"""The engine's chunked log-probs equal the unchunked ones, values and gradients, with padding; for every method
-that trains on the engine, the loss and every parameter's gradient are the same with small chunks as with a
-plain full-vocabulary log-softmax."""
+"""The engine's chunked log-probs equal the unchunked ones, values and gradients, with padding, whether the model
+projected every position or only the response's; for every method that trains on the engine, the loss and every
+parameter's gradient are the same with small chunks as with a plain full-vocabulary log-softmax of every position."""
 
 from __future__ import annotations
 
@@ -12,7 +12,18 @@ import suite.engine as engine
 from baselines import get_method
 from baselines.registry import method_names
 from baselines.tis_dpo import WEIGHT_PARAMS
-from suite.engine import IGNORE, PreferenceCollator, PreferenceDataset, PreferenceTrainer, chunk_positions, token_logps
+from suite.engine import (
+    IGNORE,
+    ForwardOutput,
+    PreferenceCollator,
+    PreferenceDataset,
+    PreferenceTrainer,
+    chunk_positions,
+    forward_outputs,
+    response_logps,
+    response_positions,
+    token_logps,
+)
 from suite.models import load_tokenizer
 from suite.reference import reference_logps
 from tests.conftest import perturbed_pair
@@ -28,6 +39,14 @@ def plain_token_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch
     logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
     picked = logp.gather(-1, targets.masked_fill(~mask, 0).unsqueeze(-1)).squeeze(-1)
     return picked * mask, mask.float()
+
+
+def assert_gradients_close(ours: dict[str, torch.Tensor], plain: dict[str, torch.Tensor]) -> None:
+    """Equal up to float32 summation order: a gradient sums many terms, so its error scales with its largest entry."""
+    assert ours.keys() == plain.keys()
+    for name, grad in ours.items():
+        scale = max(1.0, plain[name].abs().max().item())
+        torch.testing.assert_close(grad, plain[name], rtol=1e-4, atol=1e-6 * scale, msg=name)
 
 
 def padded_labels(rows: int, length: int, vocab: int, seed: int) -> torch.Tensor:
@@ -61,6 +80,58 @@ def test_chunked_log_probs_and_gradients_equal_the_plain_ones(dtype, chunk):
     torch.testing.assert_close(logps, expected, rtol=1e-6, atol=1e-5)
     torch.testing.assert_close(ours.grad, plain.grad)
     assert (logps[mask == 0] == 0).all() and (ours.grad[:, -1] == 0).all()  # padding and the last position
+
+
+@pytest.mark.parametrize("chunk", [1, 4, None])
+def test_log_probs_from_the_response_positions_logits_equal_the_plain_ones(chunk):
+    rows, length, vocab = 4, 13, 37
+    labels = padded_labels(rows, length, vocab, seed=4)
+    logits = 3 * torch.randn(rows, length, vocab, generator=torch.Generator().manual_seed(5))
+    upstream = torch.randn(rows, length - 1, generator=torch.Generator().manual_seed(6))
+    keep = response_positions(labels)
+    assert keep[:, -1].sum() == 0 and keep.sum() == (labels[:, 1:] != IGNORE).sum()
+
+    full = logits.clone().requires_grad_(True)
+    logps, mask = response_logps(full[keep], labels, chunk=chunk)  # (M, V): what the model returns for ``keep``
+    (logps * upstream).sum().backward()
+    plain = logits.clone().requires_grad_(True)
+    expected, expected_mask = plain_token_logps(plain, labels)
+    (expected * upstream).sum().backward()
+
+    torch.testing.assert_close(mask, expected_mask)
+    torch.testing.assert_close(logps, expected, rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(full.grad, plain.grad)
+
+
+def plain_forward_outputs(model, inputs, hidden_states: bool = False, logits: bool = False) -> ForwardOutput:
+    """The engine's forward done plainly: every position projected, log-probs by :func:`plain_token_logps`."""
+    outputs = model(
+        input_ids=inputs["input_ids"],
+        attention_mask=inputs["attention_mask"],
+        output_hidden_states=hidden_states,
+        use_cache=False,
+    )
+    logps, mask = plain_token_logps(outputs.logits, inputs["labels"])
+    hidden = outputs.hidden_states[-1][:, 1:] if hidden_states else None
+    return ForwardOutput(logps, mask, hidden, outputs.logits[:, :-1] if logits else None)
+
+
+@pytest.mark.parametrize("logits", [False, True])
+def test_the_engine_forward_equals_the_plain_one(tiny_model_dir, padded_inputs, logits):
+    """Projecting only the response positions (no logits asked) or every position gives the same log-probs and
+    the same gradient of every weight, the output layer's included."""
+    results = []
+    for forward in (forward_outputs, plain_forward_outputs):
+        policy, _ = perturbed_pair(tiny_model_dir)
+        out = forward(policy, padded_inputs, hidden_states=True, logits=logits)
+        (out.logps * out.mask).sum().backward()
+        results.append((out, {n: p.grad for n, p in policy.named_parameters()}))
+    (ours, our_grads), (plain, plain_grads) = results
+    torch.testing.assert_close(ours.logps, plain.logps, rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(ours.mask, plain.mask)
+    torch.testing.assert_close(ours.hidden, plain.hidden)
+    assert (ours.logits is None) == (not logits)
+    assert_gradients_close(our_grads, plain_grads)
 
 
 def test_gradient_is_exact_in_double_precision():
@@ -142,12 +213,11 @@ def test_every_method_has_the_same_loss_and_gradients_with_chunks(
 ):
     vocab = len(load_tokenizer(tiny_model_dir))
     with monkeypatch.context() as patch:
-        patch.setattr(engine, "token_logps", plain_token_logps)
+        patch.setattr(engine, "forward_outputs", plain_forward_outputs)
         plain_loss, plain_grads = loss_and_gradients(name, tiny_model_dir, padded_inputs, tmp_path / "plain")
     monkeypatch.setattr(engine, "LOGPS_CHUNK_ELEMENTS", 3 * vocab)  # 3 positions per chunk: many chunks
     loss, grads = loss_and_gradients(name, tiny_model_dir, padded_inputs, tmp_path / "chunked")
 
     assert loss == pytest.approx(plain_loss, rel=1e-5, abs=1e-6)
-    assert grads.keys() == plain_grads.keys() and any(g.abs().sum() > 0 for g in grads.values())
-    for param, grad in grads.items():
-        torch.testing.assert_close(grad, plain_grads[param], rtol=1e-4, atol=1e-6, msg=param)
+    assert any(g.abs().sum() > 0 for g in grads.values())
+    assert_gradients_close(grads, plain_grads)

@@ -126,8 +126,9 @@ def timed(name: str, fn: Callable) -> Callable:
 
 @functools.cache
 def install_log_prob_hooks() -> None:
-    """Count the log-prob computations of both libraries under "logps": the suite's ``token_logps``, TRL's fused
-    LM head (``trl.trainer.utils._ChunkedLogProbFunction``) and CPOTrainer's ``selective_log_softmax``."""
+    """Count the log-prob computations of both libraries under "logps": the suite's ``response_logps`` and
+    ``token_logps``, TRL's fused LM head (``trl.trainer.utils._ChunkedLogProbFunction``, projection included) and
+    CPOTrainer's ``selective_log_softmax``."""
     import types
 
     import trl.experimental.cpo.cpo_trainer as cpo_module
@@ -136,6 +137,7 @@ def install_log_prob_hooks() -> None:
     import suite.engine as engine
 
     engine.token_logps = timed("logps", engine.token_logps)
+    engine.response_logps = timed("logps", engine.response_logps)
     fused = trl_utils._ChunkedLogProbFunction
     trl_utils._ChunkedLogProbFunction = types.SimpleNamespace(apply=timed("logps", fused.apply))
     cpo_module.selective_log_softmax = timed("logps", cpo_module.selective_log_softmax)
