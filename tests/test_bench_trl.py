@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
-import bench_trl  # noqa: E402
+import bench_trl
 
 SHAPE = (2, 8, 24)  # pairs, prompt tokens, response tokens (rejected ones shorter: padded batches)
 
