@@ -237,11 +237,13 @@ class _SelectedLogProbs(torch.autograd.Function):
     So besides the logits (held by the model's output anyway) and their gradient,
     at most one chunk of float32 (chunk, V) values exists at a time, whatever
     the logits' dtype, and rows that are not selected cost nothing. ``rows``
-    None selects every row, in order.
+    None selects every row, in order; then ``overwrite`` lets the backward
+    write the gradient into the logits' own buffer (for logits nothing else
+    reads), so no second (R, V) buffer is ever allocated.
     """
 
     @staticmethod
-    def forward(ctx, logits: Tensor, rows: Tensor | None, targets: Tensor, chunk: int) -> Tensor:
+    def forward(ctx, logits: Tensor, rows: Tensor | None, targets: Tensor, chunk: int, overwrite: bool) -> Tensor:
         dtype = torch.promote_types(logits.dtype, torch.float32)  # float32, or float64 for float64 logits
         lse = torch.empty(targets.shape, dtype=dtype, device=logits.device)
         for start, part in _row_chunks(logits, rows, chunk, dtype):
@@ -249,23 +251,23 @@ class _SelectedLogProbs(torch.autograd.Function):
         index = rows if rows is not None else torch.arange(targets.shape[0], device=logits.device)
         picked = logits[index, targets].to(dtype)
         ctx.save_for_backward(logits, rows, targets, lse)
-        ctx.chunk = chunk
+        ctx.chunk, ctx.overwrite = chunk, overwrite and rows is None
         return picked - lse
 
     @staticmethod
-    def backward(ctx, grad_out: Tensor) -> tuple[Tensor, None, None, None]:
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor, None, None, None, None]:
         logits, rows, targets, lse = ctx.saved_tensors
-        grad = torch.zeros_like(logits)
-        for start, part in _row_chunks(logits, rows, ctx.chunk, lse.dtype, copy=True):
+        grad = logits if ctx.overwrite else torch.zeros_like(logits)
+        for start, part in _row_chunks(logits, rows, ctx.chunk, lse.dtype, copy=not ctx.overwrite):
             end = start + part.shape[0]
             g = grad_out[start:end].to(lse.dtype)
             part = part.sub_(lse[start:end, None]).exp_().mul_(-g[:, None])  # -g * softmax
             part[torch.arange(end - start, device=part.device), targets[start:end]] += g
-            if rows is None:
-                grad[start:end] = part
-            else:
+            if rows is not None:
                 grad.index_copy_(0, rows[start:end], part.to(grad.dtype))
-        return grad, None, None, None
+            elif not (ctx.overwrite and part.dtype == grad.dtype):  # else ``part`` is a view of ``grad`` already
+                grad[start:end] = part
+        return grad, None, None, None, None
 
 
 def _row_chunks(
@@ -301,17 +303,25 @@ def token_logps(logits: Tensor, labels: Tensor, chunk: int | None = None) -> tup
     row, col = mask.nonzero(as_tuple=True)
     flat_rows = row * length + col  # predicting position (row, col) of the (N, L) logits
     picked = _SelectedLogProbs.apply(
-        logits.reshape(-1, vocab), flat_rows, targets[row, col], chunk or chunk_positions(vocab)
+        logits.reshape(-1, vocab), flat_rows, targets[row, col], chunk or chunk_positions(vocab), False
     )
     return _on_mask(picked, mask), mask.float()
 
 
-def response_logps(logits: Tensor, labels: Tensor, chunk: int | None = None) -> tuple[Tensor, Tensor]:
+def response_logps(
+    logits: Tensor, labels: Tensor, chunk: int | None = None, overwrite: bool = False
+) -> tuple[Tensor, Tensor]:
     """As :func:`token_logps`, from the (M, V) logits of only the M positions that predict a response token
-    (row-major order, as a model returns them for ``logits_to_keep=response_positions(labels)``)."""
+    (row-major order, as a model returns them for ``logits_to_keep=response_positions(labels)``).
+
+    ``overwrite``: the backward turns ``logits`` into their own gradient, in
+    place; only for logits that nothing else reads afterwards (the engine's
+    forward), and it halves the peak memory of the output layer's backward.
+    """
     targets = labels[:, 1:]
     mask = targets != IGNORE
-    picked = _SelectedLogProbs.apply(logits, None, targets[mask], chunk or chunk_positions(logits.shape[-1]))
+    chunk = chunk or chunk_positions(logits.shape[-1])
+    picked = _SelectedLogProbs.apply(logits, None, targets[mask], chunk, overwrite)
     return _on_mask(picked, mask), mask.float()
 
 
@@ -348,8 +358,8 @@ def forward_outputs(
         use_cache=False,
         logits_to_keep=0 if logits else response_positions(labels),
     )
-    if outputs.logits.dim() == 2:
-        logps, mask = response_logps(outputs.logits, labels)
+    if outputs.logits.dim() == 2:  # only this function sees these logits: their buffer can take their gradient
+        logps, mask = response_logps(outputs.logits, labels, overwrite=True)
     else:  # every position's logits: asked for, or a model that ignores logits_to_keep
         logps, mask = token_logps(outputs.logits, labels)
     hidden = outputs.hidden_states[-1][:, 1:] if hidden_states else None  # position j: token j+1's own state

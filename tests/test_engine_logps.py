@@ -82,17 +82,20 @@ def test_chunked_log_probs_and_gradients_equal_the_plain_ones(dtype, chunk):
     assert (logps[mask == 0] == 0).all() and (ours.grad[:, -1] == 0).all()  # padding and the last position
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("overwrite", [False, True])
 @pytest.mark.parametrize("chunk", [1, 4, None])
-def test_log_probs_from_the_response_positions_logits_equal_the_plain_ones(chunk):
+def test_log_probs_from_the_response_positions_logits_equal_the_plain_ones(chunk, overwrite, dtype):
     rows, length, vocab = 4, 13, 37
     labels = padded_labels(rows, length, vocab, seed=4)
-    logits = 3 * torch.randn(rows, length, vocab, generator=torch.Generator().manual_seed(5))
+    logits = (3 * torch.randn(rows, length, vocab, generator=torch.Generator().manual_seed(5))).to(dtype)
     upstream = torch.randn(rows, length - 1, generator=torch.Generator().manual_seed(6))
     keep = response_positions(labels)
     assert keep[:, -1].sum() == 0 and keep.sum() == (labels[:, 1:] != IGNORE).sum()
 
     full = logits.clone().requires_grad_(True)
-    logps, mask = response_logps(full[keep], labels, chunk=chunk)  # (M, V): what the model returns for ``keep``
+    selected = full[keep]  # (M, V): what the model returns for logits_to_keep=keep, read by nothing else
+    logps, mask = response_logps(selected, labels, chunk=chunk, overwrite=overwrite)
     (logps * upstream).sum().backward()
     plain = logits.clone().requires_grad_(True)
     expected, expected_mask = plain_token_logps(plain, labels)
@@ -101,6 +104,7 @@ def test_log_probs_from_the_response_positions_logits_equal_the_plain_ones(chunk
     torch.testing.assert_close(mask, expected_mask)
     torch.testing.assert_close(logps, expected, rtol=1e-6, atol=1e-5)
     torch.testing.assert_close(full.grad, plain.grad)
+    torch.testing.assert_close(full, logits)  # overwriting reuses the selected copy, never the model's weights
 
 
 def plain_forward_outputs(model, inputs, hidden_states: bool = False, logits: bool = False) -> ForwardOutput:

@@ -1,5 +1,5 @@
 """What the benchmark scripts share: model sizes, random preference batches, memory readings, the allocator
-settings in force, and forked workers (so each measurement's peak memory is its own).
+settings in force, and isolated workers (so each measurement's peak memory is its own).
 
 Imported by ``bench_methods.py``, ``bench_aao.py`` and ``bench_trl.py`` (their own directory is on ``sys.path``
 when they run as scripts).
@@ -80,7 +80,7 @@ def perturbed(model, scale: float = 0.02, seed: int = 1):
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for param in policy.parameters():
-            param.add_(scale * torch.randn(param.shape, generator=generator).to(param.dtype))
+            param.add_(scale * torch.randn(param.shape, generator=generator).to(param.device, param.dtype))
     return policy
 
 
@@ -187,7 +187,7 @@ def allocator_settings() -> dict[str, str]:
     return settings
 
 
-# ---------------------------------------------------------------- forked workers
+# ---------------------------------------------------------------- isolated workers
 
 
 def _child(conn, fn: Callable[..., Any], args: tuple) -> None:
@@ -199,11 +199,15 @@ def _child(conn, fn: Callable[..., Any], args: tuple) -> None:
         conn.close()
 
 
-def run_forked(fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)`` in a forked child, which inherits the parent's imports (no interpreter start per measurement)
-    but nothing the parent computed: its peak memory is its own. The parent must not have run torch operators
-    (forking after OpenMP started is unsafe), which is why drivers only import before forking."""
-    context = multiprocessing.get_context("fork")
+def run_isolated(fn: Callable[..., Any], *args: Any, device: str = "cpu") -> Any:
+    """``fn(*args)`` in a child process, so that its peak memory is its own; returns its result.
+
+    On the CPU the child is forked: it inherits the parent's imports (no interpreter start per measurement) but
+    nothing the parent computed, and the parent must not have run torch operators (forking after OpenMP started
+    is unsafe), which is why drivers only import before forking. CUDA cannot be used in a forked child once the
+    parent touched it (importing libraries may), so on a GPU the child is spawned afresh.
+    """
+    context = multiprocessing.get_context("spawn" if device.startswith("cuda") else "fork")
     parent, child = context.Pipe(duplex=False)
     process = context.Process(target=_child, args=(child, fn, args))
     process.start()

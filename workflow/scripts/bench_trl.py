@@ -26,7 +26,7 @@ round-robin in one process, so load changes hit them alike; step time is the med
 steps after the checked first one. Where the time goes is read from the same steps: collation, the model's
 forwards, the log-prob computation (TRL's fused LM head computes the projection inside it, and recomputes it in
 its backward), the loss with its metrics, backward and the optimizer. Peak memory is measured per side in its
-own forked process (no other side's buffers in it): peak resident memory during ``--memory-steps`` steps on the
+own process (no other side's buffers in it): peak resident memory during ``--memory-steps`` steps on the
 CPU, peak allocated CUDA memory on a GPU; its rise is over the process after setup.
 
 glibc's malloc decides much of the CPU numbers: with its default dynamic mmap threshold, freed large buffers stay
@@ -60,7 +60,7 @@ from bench_common import (
     perturbed,
     random_items,
     reset_peak_memory,
-    run_forked,
+    run_isolated,
     sync,
 )
 
@@ -481,7 +481,7 @@ def check_same_optimizer(sides: dict[str, Side]) -> str:
     return f"{name}({', '.join(f'{k}={v}' for k, v in zip(OPTIMIZER_KEYS, values, strict=True))})"
 
 
-# ---------------------------------------------------------------- workers (each in a forked process)
+# ---------------------------------------------------------------- workers (each in its own process)
 
 
 @dataclass(frozen=True)
@@ -493,9 +493,10 @@ class Run:
     threads: int = 0
 
     def start(self) -> None:
-        """Called first in each forked worker."""
+        """Called first in each worker."""
         import torch
 
+        quiet_libraries()  # already done before forking; a spawned worker (CUDA) starts afresh
         if self.threads:
             torch.set_num_threads(self.threads)
 
@@ -624,7 +625,9 @@ def paper_memory_table(args: argparse.Namespace) -> list[str]:
         shape = (1, 64, length - 64)
         for key, name in (("suite", "suite dpo"), ("trl precomputed", "trl DPOTrainer, precomputed ref")):
             print(f"[bench] paper memory: vocab {vocab}, {length} tokens, {name}", file=sys.stderr)
-            mem = run_forked(side_memory, args.run, "llama31-vocab", shape, "dpo", key, args.memory_steps, vocab)
+            mem = run_isolated(
+                side_memory, args.run, "llama31-vocab", shape, "dpo", key, args.memory_steps, vocab, device=args.device
+            )
             logits = 2 * length * vocab * 4 / 2**20
             lines.append(
                 f"| {vocab} | 2 x {length} | {name} | {mem['peak_mib']:.0f} (+{mem['rise_mib']:.0f}) | {logits:.0f} |"
@@ -651,7 +654,7 @@ def main(argv: list[str] | None = None) -> None:
     args.run = Run(args.device, args.dtype, args.threads)
     quiet_libraries()
 
-    settings = run_forked(environment, args.run)
+    settings = run_isolated(environment, args.run, device=args.device)
     load = os.getloadavg()
     print(f"# The suite's engine vs TRL {settings['versions']}\n")
     print(f"device: {settings.pop('device')}; dtype {args.dtype}; load average {load[0]:.1f} / {load[1]:.1f}")
@@ -663,12 +666,12 @@ def main(argv: list[str] | None = None) -> None:
                 shape = SHAPES[shape_name]
                 for method in args.methods.split(","):
                     print(f"[bench] {model} {shape_name} {method}: timing", file=sys.stderr)
-                    result = run_forked(time_method, args.run, model, shape, method, args.steps)
+                    result = run_isolated(time_method, args.run, model, shape, method, args.steps, device=args.device)
                     runs.append({"model": model, "shape": shape_name, "method": method, "result": result})
                     for key in SIDES[method]:
                         print(f"[bench] {model} {shape_name} {method} {key}: memory", file=sys.stderr)
-                        memory[(model, shape_name, method, key)] = run_forked(
-                            side_memory, args.run, model, shape, method, key, args.memory_steps
+                        memory[(model, shape_name, method, key)] = run_isolated(
+                            side_memory, args.run, model, shape, method, key, args.memory_steps, device=args.device
                         )
         optimizer = runs[0]["result"]["optimizer"]
         print(f"optimizer (every side): {optimizer}; steps: median of {args.steps} after the checked first one\n")
