@@ -75,3 +75,9 @@ def test_the_step_breakdown_adds_up_to_the_step():
         assert sum(parts[name] for name in bench_trl.BREAKDOWN) == pytest.approx(parts["step"]) == 13.0
         assert parts["backward"] == 6.0 and parts["log-probs"] == 0.5
         assert parts["forward"] == (2.5 if fused else 3.0)
+
+
+def test_ratios_are_paired_by_round_against_trls_fastest_side():
+    sides = {"suite": {"times": [1.0, 2.0, 3.0]}, "trl a": {"times": [2.0, 4.0, 6.0]}, "trl b": {"times": [3.0] * 3}}
+    ratios = bench_trl.paired_ratios(sides)  # trl b has the lower median (3 < 4): the suite's rounds are 1/3, 2/3, 1
+    assert ratios == pytest.approx({"suite": 2 / 3, "trl a": 4 / 3, "trl b": 1.0})

@@ -1,9 +1,9 @@
 """The suite's engine against TRL 1.16's trainers, side by side: step time, peak memory, where the time goes.
 
-    python workflow/scripts/bench_trl.py                          # CPU: the full table, a few minutes
+    python workflow/scripts/bench_trl.py                          # CPU: the side-by-side table, a few minutes
+    python workflow/scripts/bench_trl.py --tables paper-memory    # peak memory at Llama-3.1's vocabulary
     python workflow/scripts/bench_trl.py --models small,100m --steps 5 --methods dpo,simpo
     python workflow/scripts/bench_trl.py --device cuda --dtype bfloat16 --models small,100m
-    python workflow/scripts/bench_trl.py --only paper-memory      # peak memory at Llama-3.1's vocabulary
 
 Sides. Each method runs on the suite's engine (``PreferenceTrainer`` with the registered loss) and on TRL's
 trainer for it, in each configuration of ``SIDES``: DPO and IPO on ``DPOTrainer`` with precomputed reference
@@ -358,6 +358,7 @@ def trl_cpo_side(work: Workload, params: dict[str, Any]) -> Side:
         simpo_gamma=params["gamma_beta_ratio"] * beta,
         label_smoothing=params["label_smoothing"],
         max_length=sum(work.shape[1:]) + 8,
+        remove_unused_columns=False,  # its collator needs every column (it says so, and sets it, otherwise)
     )
     trainer = CPOTrainer(
         model=model, args=args, train_dataset=placeholder_dataset(work.pairs), processing_class=bench_tokenizer()
@@ -581,23 +582,31 @@ def ratio_note(ratio: float) -> str:
     return f"{(1 - ratio) * 100:.0f}% faster" if ratio <= 1 else f"{(ratio - 1) * 100:.0f}% SLOWER"
 
 
+def paired_ratios(sides: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Each side's step time over TRL's fastest side's (lowest median), as the median of the round-by-round ratios:
+    the sides were stepped in turn, so a ratio within a round holds while the machine's speed drifts."""
+    trl = {key: statistics.median(side["times"]) for key, side in sides.items() if key != "suite"}
+    fastest = sides[min(trl, key=trl.get)]["times"]
+    return {key: statistics.median(t / f for t, f in zip(s["times"], fastest, strict=True)) for key, s in sides.items()}
+
+
 def side_table(runs: list[dict[str, Any]], memory: dict[tuple, dict[str, float]], memory_kind: str) -> list[str]:
     lines = [
-        f"| model | shape | method | side | step ms, median (min-max) | x TRL's fastest | suite vs TRL's fastest "
-        f"| {memory_kind} MiB (rise) | first-step loss |diff| |",
+        f"| model | shape | method | side | step ms, median (min-max) | x TRL's fastest (paired) | suite vs TRL's "
+        f"fastest | {memory_kind} MiB (rise) | first-step loss |diff| |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
-        medians = {key: statistics.median(s["times"]) for key, s in run["result"]["sides"].items()}
-        fastest = min(v for k, v in medians.items() if k != "suite")
+        ratios = paired_ratios(run["result"]["sides"])
         for key, side in run["result"]["sides"].items():
-            ratio = medians[key] / fastest
-            verdict = ratio_note(ratio) if key == "suite" else ""
+            times = [1e3 * t for t in side["times"]]
+            median = statistics.median(times)
+            verdict = ratio_note(ratios[key]) if key == "suite" else ""
             mem = memory.get((run["model"], run["shape"], run["method"], key))
             mem_text = f"{mem['peak_mib']:.0f} (+{mem['rise_mib']:.0f})" if mem else "-"
             lines.append(
-                f"| {run['model']} | {run['shape']} | {run['method']} | {side['name']} | {1e3 * medians[key]:.0f} "
-                f"({1e3 * min(side['times']):.0f}-{1e3 * max(side['times']):.0f}) | {ratio:.2f} | {verdict} "
+                f"| {run['model']} | {run['shape']} | {run['method']} | {side['name']} | {median:.0f} "
+                f"({min(times):.0f}-{max(times):.0f}) | {ratios[key]:.2f} | {verdict} "
                 f"| {mem_text} | {side['loss_difference']:.1e} |"
             )
     return lines
@@ -616,6 +625,7 @@ def breakdown_table(runs: list[dict[str, Any]]) -> list[str]:
 
 
 def paper_memory_table(args: argparse.Namespace) -> list[str]:
+    """Peak memory of one DPO step per side at Llama-3.1's vocabulary and its sequence lengths."""
     lines = [
         f"| vocabulary | tokens per sequence | side | peak {'CUDA allocated' if args.cuda else 'RSS'} MiB (rise) "
         "| float32 logits of the batch, MiB |",
@@ -635,9 +645,45 @@ def paper_memory_table(args: argparse.Namespace) -> list[str]:
     return lines
 
 
+def measure_sides(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[tuple, dict[str, float]]]:
+    """Timing (one process per model, shape and method) and memory (one process per side) of every run."""
+    runs, memory = [], {}
+    for model in args.models.split(","):
+        for shape_name in args.shapes.split(","):
+            shape = SHAPES[shape_name]
+            for method in args.methods.split(","):
+                print(f"[bench] {model} {shape_name} {method}: timing", file=sys.stderr)
+                result = run_isolated(time_method, args.run, model, shape, method, args.steps, device=args.device)
+                runs.append({"model": model, "shape": shape_name, "method": method, "result": result})
+                for key in SIDES[method]:
+                    print(f"[bench] {model} {shape_name} {method} {key}: memory", file=sys.stderr)
+                    memory[(model, shape_name, method, key)] = run_isolated(
+                        side_memory, args.run, model, shape, method, key, args.memory_steps, device=args.device
+                    )
+    return runs, memory
+
+
+def print_sides(args: argparse.Namespace, runs: list[dict[str, Any]], memory: dict[tuple, dict[str, float]]) -> None:
+    params = {run["model"]: run["result"]["params"] for run in runs}
+    print(f"optimizer (every side): {runs[0]['result']['optimizer']}")
+    print(f"step time: median (min-max) of {args.steps} steps after the checked first one; memory: own process")
+    print("shapes: " + "; ".join(f"{k} = {p} pairs x ({q} + {r}) tokens" for k, (p, q, r) in SHAPES.items()))
+    print("models: " + "; ".join(f"{m} = {n / 1e6:.1f}M parameters, vocabulary {MODELS[m]['vocab_size']}"
+                                 for m, n in params.items()))  # fmt: skip
+    print("\n## Step time and peak memory\n")
+    print("\n".join(side_table(runs, memory, "peak CUDA allocated" if args.cuda else "peak RSS")))
+    print("\n## Where the time goes (ms per step, median)\n")
+    print("\n".join(breakdown_table(runs)))
+    print(
+        "\nforward: the model's forwards (policy, and reference where live), output layer included, except in TRL's "
+        "DPOTrainer and KTOTrainer: their fused LM head projects inside log-probs and again in their backward."
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="mini,small", help=f"comma-separated, of {', '.join(MODELS)}")
+    parser.add_argument("--tables", default="sides", help="comma-separated: sides, paper-memory")
+    parser.add_argument("--models", default="tiny,mini", help=f"comma-separated, of {', '.join(MODELS)}")
     parser.add_argument("--shapes", default="short,long", help="comma-separated: " + ", ".join(
         f"{k} = {p} pairs x ({q} prompt + {r} response)" for k, (p, q, r) in SHAPES.items()))  # fmt: skip
     parser.add_argument("--methods", default=",".join(SIDES), help="comma-separated, of " + ", ".join(SIDES))
@@ -645,49 +691,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dtype", default="float32", choices=sorted(LOSS_RTOL))
     parser.add_argument("--steps", type=int, default=3, help="timed steps per side after the checked first one")
     parser.add_argument("--memory-steps", type=int, default=2, help="steps per side in the memory processes")
-    parser.add_argument(
-        "--only", choices=["sides", "paper-memory"], help="only the side-by-side table, or only the memory sweep"
-    )
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads of the workers (0: torch's default)")
     args = parser.parse_args(argv)
     args.cuda = args.device.startswith("cuda")
     args.run = Run(args.device, args.dtype, args.threads)
+    tables = set(args.tables.split(","))
     quiet_libraries()
 
     settings = run_isolated(environment, args.run, device=args.device)
     load = os.getloadavg()
-    print(f"# The suite's engine vs TRL {settings['versions']}\n")
-    print(f"device: {settings.pop('device')}; dtype {args.dtype}; load average {load[0]:.1f} / {load[1]:.1f}")
-    print("allocator and threads: " + "; ".join(f"{k}={v}" for k, v in settings.items() if k != "versions"))
-    if args.only != "paper-memory":
-        runs, memory = [], {}
-        for model in args.models.split(","):
-            for shape_name in args.shapes.split(","):
-                shape = SHAPES[shape_name]
-                for method in args.methods.split(","):
-                    print(f"[bench] {model} {shape_name} {method}: timing", file=sys.stderr)
-                    result = run_isolated(time_method, args.run, model, shape, method, args.steps, device=args.device)
-                    runs.append({"model": model, "shape": shape_name, "method": method, "result": result})
-                    for key in SIDES[method]:
-                        print(f"[bench] {model} {shape_name} {method} {key}: memory", file=sys.stderr)
-                        memory[(model, shape_name, method, key)] = run_isolated(
-                            side_memory, args.run, model, shape, method, key, args.memory_steps, device=args.device
-                        )
-        optimizer = runs[0]["result"]["optimizer"]
-        print(f"optimizer (every side): {optimizer}; steps: median of {args.steps} after the checked first one\n")
-        print("shapes: " + "; ".join(f"{k} = {p} x ({q} + {r}) tokens" for k, (p, q, r) in SHAPES.items()))
-        print("models: " + "; ".join(
-            f"{m} = {r['result']['params'] / 1e6:.1f}M parameters, vocabulary {MODELS[m]['vocab_size']}"
-            for m, r in {run["model"]: run for run in runs}.items()))  # fmt: skip
-        print("\n## Step time and peak memory\n")
-        print("\n".join(side_table(runs, memory, "peak CUDA allocated" if args.cuda else "peak RSS")))
-        print("\n## Where the time goes (ms per step, median)\n")
-        print("\n".join(breakdown_table(runs)))
-        print(
-            "\nTRL's DPOTrainer and KTOTrainer compute log-probs in a fused LM head: their log-probs include the "
-            "output projection and their backward recomputes it; the suite and CPOTrainer project in the forward."
-        )
-    if args.only != "sides":
+    print(f"# The suite's engine vs TRL ({settings.pop('versions')})\n")
+    print(f"device: {settings.pop('device')}; dtype {args.dtype}; load average {load[0]:.1f} (1 min) {load[1]:.1f} (5)")
+    print("allocator and threads: " + "; ".join(f"{k}={v}" for k, v in settings.items()))
+    if "sides" in tables:
+        print_sides(args, *measure_sides(args))
+    if "paper-memory" in tables:
         print("\n## Peak memory at Llama-3.1's vocabulary (DPO step, 1 pair, a 2-layer 64-wide Llama)\n")
         print("\n".join(paper_memory_table(args)))
 
