@@ -359,6 +359,11 @@ class PreferenceTrainer(Trainer):
         set_seed(kwargs["args"].seed)  # the method modules' random init, reproducible like the Trainer's own
         self._module_lrs = _attach_method_modules(kwargs["model"], method, method_params)
         super().__init__(*args, **kwargs)
+        # The method's loss is a mean over the batch's pairs, not a sum normalised by the batch's token count: the
+        # Trainer must divide it by the gradient-accumulation steps (it skips that for models whose forward takes
+        # loss kwargs, as every causal LM's does), or accumulated gradients are that many times too large, which
+        # gradient clipping then turns into a different update (TRL's trainers set the same flag).
+        self.model_accepts_loss_kwargs = False
         self.method = method
         self.method_params = dict(method_params)
         self.ref_model = self._prepare_reference(ref_model) if method.reference == "live" else ref_model

@@ -252,6 +252,7 @@ def train_reward_model(
     from suite.models import load_tokenizer
     from suite.trainer_utils import (
         CompleteCheckpoints,
+        init_processes,
         last_checkpoint,
         run_directory,
         run_provenance,
@@ -260,6 +261,7 @@ def train_reward_model(
         training_provenance,
     )
 
+    init_processes(training)
     provenance = run_provenance(
         "reward model",
         ["suite.reward"],

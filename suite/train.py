@@ -20,6 +20,7 @@ from suite.provenance import identity
 from suite.reference import load_reference, reference_provenance
 from suite.trainer_utils import (
     CompleteCheckpoints,
+    init_processes,
     last_checkpoint,
     project_modules,
     run_directory,
@@ -48,6 +49,7 @@ def run_training(
     the reference's log-probs with them): TIS-DPO's reverse-DPO model.
     ``artifact`` is the method's precomputed artifact (``Method.artifact``).
     """
+    init_processes(training)
     method = get_method(method_name)
     params = method.resolve_params(method_params)
     provenance = run_provenance(
@@ -86,7 +88,9 @@ def run_training(
     run = run_directory(checkpoints, provenance)
     trainer = PreferenceTrainer(
         model=load_model(model_dir, dtype),
-        args=TrainingArguments(**trainer_fields(training, run)),
+        # A method's own modules (AAO's AW) run in the loss, outside the policy's forward: DDP then needs a static
+        # graph to reduce their gradients with the policy's.
+        args=TrainingArguments(**trainer_fields(training, run), ddp_static_graph=method.build_modules is not None),
         train_dataset=dataset,
         data_collator=PreferenceCollator(tokenizer.pad_token_id),
         method=method,

@@ -88,7 +88,10 @@ def test_slurm_profile_loads_and_requests_gpus(checkout: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert job_counts(run.stdout)["train"] >= 4
     train_gpus = profile["set-resources"]["train"]["gpu"]
-    launches = re.findall(r"accelerate launch --config_file (\S+) --num_processes (\d+) -m suite\.train", run.stdout)
+    launches = re.findall(
+        r"accelerate launch --config_file (\S+) --num_processes (\d+) --mixed_precision bf16 -m suite\.train",
+        run.stdout,
+    )
     assert launches, "no training command in the dry run"
     assert {int(n) for _, n in launches} == {train_gpus}
     assert {cfg for cfg, _ in launches} == {"workflow/accelerate/fsdp.yaml"}

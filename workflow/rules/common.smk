@@ -109,17 +109,21 @@ def train_inputs(wildcards):
     return inputs
 
 
-def launch(resources):
+def launch(resources, training):
     """`accelerate launch` with the workflow's accelerate config and one process per GPU the job holds.
 
     A one-process job runs under plain `python`: the launcher would only add a second
-    interpreter start (about 3 s a job, 40+ jobs in the CPU run); precision and device
-    come from the training block either way.
+    interpreter start (about 3 s a job, 40+ jobs in the CPU run). Mixed precision comes
+    from the training block, never from the accelerate config (whose value would
+    otherwise autocast a run whose reference log-probs were computed without it).
     """
     processes = max(1, int(resources.get("gpu", 0) or 0))
     if processes == 1:
         return "python"
-    return f"accelerate launch --config_file {config['compute']['accelerate_config']} --num_processes {processes}"
+    return (
+        f"accelerate launch --config_file {config['compute']['accelerate_config']} --num_processes {processes} "
+        f"--mixed_precision {'bf16' if training.get('bf16') else 'no'}"
+    )
 
 
 # ------------------------------------------------------------------ evaluation (eval.smk)

@@ -90,7 +90,7 @@ rule init_tiny_instruct:
         variant=alternatives(TINY_INSTRUCT_VARIANTS),
     params:
         training=as_json(config["instruct_stand_in_training"]),
-        launch=lambda w, resources: launch(resources),
+        launch=lambda w, resources: launch(resources, config["instruct_stand_in_training"]),
     log:
         "results/logs/init_model/{variant}.log",
     benchmark:
@@ -110,7 +110,7 @@ rule sft:
         history="results/models/{variant}/sft.log_history.json",
     params:
         training=as_json(config["sft_training"]),
-        launch=lambda w, resources: launch(resources),
+        launch=lambda w, resources: launch(resources, config["sft_training"]),
     log:
         "results/logs/sft/{variant}.log",
     benchmark:
