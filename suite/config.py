@@ -14,7 +14,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from baselines.registry import method_names
+from baselines.registry import MethodParamsError, get_method, method_names
 from evals import benchmark_names
 from suite.experiments import check_experiments
 
@@ -78,6 +78,7 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA) -> dict[
                     f"config: variants/{name}/method_params: {method!r} is not among the configured methods "
                     f"({', '.join(config['methods'])})"
                 )
+    _check_method_params(config, training_schema)
     _check_dataset_references(config)
     errors = check_experiments(config)
     if errors:
@@ -114,6 +115,30 @@ def _check_plain(instance: Any, schema: Mapping[str, Any], where: str) -> None:
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(instance))
     if error is not None:
         raise ConfigError(f"config: {where}: {error.message}")
+
+
+def _check_method_params(config: Mapping[str, Any], training_schema: Mapping[str, Any]) -> None:
+    """Every method's hyperparameters, and each variant's overrides of them, against the method's own schema.
+
+    A string beta, a typo'd key or a negative beta fails here, at start (``snakemake -n`` included), naming the
+    config key, instead of hours later in the loss or, worse, training silently in reverse.
+    """
+    for method, params in config["methods"].items():
+        settings = {f"methods/{method}": params}
+        for name, variant in config["variants"].items():
+            if method in variant["method_params"]:
+                settings[f"variants/{name}/method_params/{method}"] = {**params, **variant["method_params"][method]}
+        for where, values in settings.items():
+            resolved = _resolve(method, values, where)
+            if "reward_model_training" in resolved:  # RTO's partial training block for its reward model
+                _check_plain(resolved["reward_model_training"], training_schema, f"{where}/reward_model_training")
+
+
+def _resolve(method: str, params: Mapping[str, Any], where: str) -> dict[str, Any]:
+    try:
+        return get_method(method).resolve_params(params)
+    except MethodParamsError as exc:
+        raise ConfigError(f"config: {where}{'/' + exc.name if exc.name else ''}: {exc.problem}") from None
 
 
 def _check_dataset_references(config: Mapping[str, Any]) -> None:

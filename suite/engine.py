@@ -10,6 +10,7 @@ the tests).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections import Counter, defaultdict
@@ -145,6 +146,23 @@ def tokenization_fingerprint(tokenizer: PreTrainedTokenizerBase, max_length: int
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def precision(training: Mapping[str, Any]) -> dict[str, Any]:
+    """The numeric precision a training block trains under: the weights' dtype and the autocast dtype (or None).
+
+    Reference log-probs must be computed under the same precision as the
+    policy trains (with ``bf16: true`` the Trainer autocasts every forward),
+    or DPO's rewards are not ~0 at step 1 even with policy == reference.
+    """
+    return {"dtype": training.get("dtype", "float32"), "autocast": "bfloat16" if training.get("bf16") else None}
+
+
+def autocast(precision: Mapping[str, Any], device: torch.device) -> contextlib.AbstractContextManager:
+    """A context that runs forwards under ``precision``'s autocast, as the Trainer does when training."""
+    if precision["autocast"] is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=getattr(torch, precision["autocast"]))
 
 
 class PreferenceDataset(torch.utils.data.Dataset):
@@ -499,11 +517,13 @@ __all__ = [
     "PreferenceCollator",
     "PreferenceDataset",
     "PreferenceTrainer",
+    "autocast",
     "dpo_metrics",
     "forward_batch",
     "forward_outputs",
     "make_batch",
     "mismatched_inputs",
+    "precision",
     "token_logps",
     "tokenisation_report",
     "tokenization_fingerprint",

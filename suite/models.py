@@ -33,7 +33,7 @@ from transformers import (
 )
 
 from suite.io import atomic_dir, read_jsonl, write_json
-from suite.provenance import POINTER, identity
+from suite.provenance import POINTER, identity, write_stamp
 
 SPECIAL_TOKENS = ["<s>", "</s>", "<pad>", "<|system|>", "<|user|>", "<|assistant|>"]
 
@@ -192,6 +192,7 @@ def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out: 
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        write_stamp(tmp)
 
 
 def _cmd_tokenizer(args: argparse.Namespace) -> None:

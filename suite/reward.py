@@ -51,6 +51,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreT
 
 from suite.io import atomic_dir, read_jsonl, write_json, write_jsonl
 from suite.models import CHAT_TEMPLATE, POINTER, fetch_checkpoint, resolve
+from suite.provenance import identity
 
 log = logging.getLogger(__name__)
 
@@ -255,8 +256,24 @@ def train_reward_model(
     from trl import RewardConfig, RewardTrainer
 
     from suite.models import load_tokenizer
-    from suite.trainer_utils import last_checkpoint, save_trained, trainer_fields
+    from suite.trainer_utils import (
+        CompleteCheckpoints,
+        last_checkpoint,
+        run_directory,
+        run_provenance,
+        save_trained,
+        trainer_fields,
+        training_provenance,
+    )
 
+    provenance = run_provenance(
+        "reward model",
+        ["suite.reward"],
+        training=training_provenance(training),
+        held_out=held_out,
+        base=identity(base_dir),
+        data=identity(data),
+    )
     seed = int(training.get("seed", 42))
     train_records, held_records = split_held_out(read_jsonl(data), held_out, seed)
     tokenizer = load_tokenizer(base_dir)  # chat template and pad token guaranteed
@@ -269,7 +286,8 @@ def train_reward_model(
         dtype=getattr(torch, training.get("dtype", "float32")),
     )
     model.config.pad_token_id = tokenizer.pad_token_id
-    fields = {"bf16": False, **trainer_fields(training, checkpoints)}  # TRL's configs default to bf16, the suite's not
+    run = run_directory(checkpoints, provenance)
+    fields = {"bf16": False, **trainer_fields(training, run)}  # TRL's configs default to bf16, the suite's not
     args = RewardConfig(**fields, max_length=training.get("max_length", 1024))
     trainer = RewardTrainer(
         model=model,
@@ -277,8 +295,9 @@ def train_reward_model(
         train_dataset=Dataset.from_list(_pairs(train_records)),
         eval_dataset=Dataset.from_list(_pairs(held_records)) if held_records else None,
         processing_class=tokenizer,
+        callbacks=[CompleteCheckpoints()],
     )
-    trainer.train(resume_from_checkpoint=last_checkpoint(checkpoints))
+    trainer.train(resume_from_checkpoint=last_checkpoint(run))
     report: dict[str, Any] = {
         "train_pairs": len(train_records),
         "train_pairs_within_max_length": len(trainer.train_dataset),  # the trainer drops longer pairs
@@ -287,7 +306,7 @@ def train_reward_model(
     if held_records:
         report["held_out_pairs_within_max_length"] = len(trainer.eval_dataset)
         report["trainer"] = trainer.evaluate()
-    save_trained(trainer, tokenizer, out)
+    save_trained(trainer, tokenizer, out, provenance)
     history = trainer.state.log_history
     is_main = trainer.accelerator.is_main_process
     del trainer, model

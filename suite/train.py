@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,18 @@ from suite.engine import (
 )
 from suite.io import read_jsonl, write_json
 from suite.models import load_model, load_tokenizer
-from suite.reference import load_reference
-from suite.trainer_utils import last_checkpoint, save_trained, trainer_fields
+from suite.provenance import identity
+from suite.reference import load_reference, reference_provenance
+from suite.trainer_utils import (
+    CompleteCheckpoints,
+    last_checkpoint,
+    project_modules,
+    run_directory,
+    run_provenance,
+    save_trained,
+    trainer_fields,
+    training_provenance,
+)
 
 
 def run_training(
@@ -44,7 +55,19 @@ def run_training(
     ``artifact`` is the method's precomputed artifact (``Method.artifact``).
     """
     method = get_method(method_name)
-    params = {**method.defaults, **method_params}
+    params = method.resolve_params(method_params)
+    provenance = run_provenance(
+        "preference training",
+        [*project_modules("aao", "baselines"), "suite.engine"],
+        method=method_name,
+        params=params,
+        swap_pairs=swap_pairs,
+        training=training_provenance(training),
+        model=identity(model_dir),
+        data=identity(data),
+        reference=identity(reference) if reference is not None else None,
+        artifact=identity(artifact) if artifact is not None else None,
+    )
     tokenizer = load_tokenizer(model_dir)
     dtype = training.get("dtype", "float32")
     fingerprint = tokenization_fingerprint(tokenizer, training["max_length"], training["max_prompt_length"])
@@ -52,7 +75,7 @@ def run_training(
     if method.reference == "precomputed":
         if reference is None:
             raise ValueError(f"method {method_name!r} needs precomputed reference log-probs (--reference)")
-        stored = load_reference(reference, fingerprint)
+        stored = load_reference(reference, reference_provenance(model_dir, data, tokenizer, training))
     if (artifact is None) != (method.artifact is None):
         need = f"its {method.artifact} artifact (--artifact)" if method.artifact else "no artifact"
         raise ValueError(f"method {method_name!r} needs {need}")
@@ -67,17 +90,19 @@ def run_training(
         records, tokenizer, training["max_length"], training["max_prompt_length"], reference=stored
     )
     print(tokenisation_report(dataset.tokenisation, len(dataset)), flush=True)
+    run = run_directory(checkpoints, provenance)
     trainer = PreferenceTrainer(
         model=load_model(model_dir, dtype),
-        args=TrainingArguments(**trainer_fields(training, checkpoints)),
+        args=TrainingArguments(**trainer_fields(training, run)),
         train_dataset=dataset,
         data_collator=PreferenceCollator(tokenizer.pad_token_id),
         method=method,
         method_params=params,
         ref_model=load_model(model_dir, dtype).eval() if method.reference == "live" else None,
+        callbacks=[CompleteCheckpoints()],
     )
-    trainer.train(resume_from_checkpoint=last_checkpoint(checkpoints))
-    save_trained(trainer, tokenizer, out)
+    trainer.train(resume_from_checkpoint=last_checkpoint(run))
+    save_trained(trainer, tokenizer, out, provenance)
     return trainer.state.log_history
 
 
@@ -108,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--swap-pairs", action="store_true", help="swap chosen and rejected (reverse DPO)")
     parser.add_argument("--artifact", type=Path, help="the method's precomputed artifact (e.g. TIS-DPO's weights)")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     history = run_training(
         args.method,
         json.loads(args.params),

@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from baselines import method_names
+from suite.provenance import identity
 from tests.workflow_helpers import REPO, clean_checkout, job_counts, snakemake
 
 
@@ -140,5 +141,5 @@ def test_cpu_dag_runs_end_to_end_from_a_clean_clone(checkout: Path) -> None:
     assert (checkout / "results/tables/hh.md").read_text().startswith(f"# {branch['title']}")
     for variant in branch["variants"]:
         reference = torch.load(checkout / f"results/reference/hh-{variant}/hh.pt", weights_only=True)
-        assert reference["model"] == f"results/models/{variant}/sft"
+        assert reference["provenance"]["model"] == identity(checkout / f"results/models/{variant}/sft")
     assert not list((checkout / "results").rglob("*.tmp")), "a temporary file was left behind"
