@@ -23,9 +23,11 @@ is fixed, versioned and recorded beside every number. Two graders:
 The rate is reported in percent with its standard error and a 95% Wilson score
 interval, over the parsed items; ``n_unparsed`` says how many were left out.
 
-Prompt sets: the prompt file is a normalised preference data set of
-:mod:`suite.data` (``prompt`` = the conversation up to the last assistant
-turn) or raw HH transcripts (``chosen``). On the cluster it is
+Prompt sets: the prompt file is a normalised prompt set (kind ``prompts``)
+or preference data set of :mod:`suite.data` (``prompt`` = the conversation
+up to the last assistant turn) or raw HH transcripts (``chosen``, of which
+only the turns before the final Assistant turn are read: a transcript with
+an empty or odd reply still gives a prompt). On the cluster it is
 ``Anthropic/hh-rlhf`` split ``test`` (``data_dir: harmless-base`` for the
 red-teaming prompts), a ``limit`` and ``sample: random`` choosing the subset;
 at CPU scale ``workflow/resources/smoke/hh_test_smoke.jsonl``.
@@ -58,7 +60,7 @@ from typing import Any
 
 from evals.conversation import read_records, usage
 from evals.judges import Judge, JudgeReply, JudgeRequest, complete_all, make_judge
-from suite.data import Where, parse_hh
+from suite.data import Where, hh_prompt
 from suite.io import atomic_path, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -131,7 +133,7 @@ def prompt_records(path: str | Path) -> list[tuple[str, list[dict[str, str]]]]:
         if "prompt" in record:
             messages = [dict(m) for m in record["prompt"]]
         elif "chosen" in record:  # a raw HH record: the transcript without its last assistant turn
-            messages = parse_hh(record["chosen"], "chosen", Where(str(path), number))[:-1]
+            messages = hh_prompt(record["chosen"], "chosen", Where(str(path), number))
         else:
             raise ValueError(f"{path}: record {number} has neither 'prompt' (normalised) nor 'chosen' (raw HH)")
         if not messages or messages[-1]["role"] != "user":

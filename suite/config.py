@@ -19,6 +19,7 @@ from evals import benchmark_names
 from suite.experiments import check_experiments
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+LOCAL_PREFIXES = ("/", "./", "../", "~")  # a model name that starts so is a directory, not a hub id
 
 
 class ConfigError(ValueError):
@@ -47,7 +48,6 @@ def load_schema(path: Path = SCHEMA) -> dict[str, Any]:
     experiment = schema["properties"]["experiments"]["additionalProperties"]["properties"]
     experiment["benchmarks"]["propertyNames"] = {"enum": benchmark_names()}
     experiment["methods"]["items"] = {"enum": method_names()}
-    experiment["variants"]["items"] = schema["properties"]["variants"]["propertyNames"]
     return schema
 
 
@@ -67,6 +67,8 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA) -> dict[
     error = jsonschema.exceptions.best_match(validator.iter_errors(config), key=_deepest_first)
     if error is not None:
         raise ConfigError(_message(error))
+    _check_variant_names(config["variants"], schema["$defs"]["paper_variants"]["enum"])
+    _check_local_checkpoints(config)
     training_schema = {**schema["$defs"]["training"], "$defs": schema["$defs"]}
     for name, variant in config["variants"].items():
         _check_plain(variant["training"], training_schema, f"variants/{name}/training")
@@ -82,6 +84,27 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA) -> dict[
     if errors:
         raise ConfigError(errors[0])
     return config
+
+
+def _check_variant_names(variants: Mapping[str, Any], paper: list[str]) -> None:
+    """The paper's four names, or a further variant declared as one (so a typo in the four is still caught)."""
+    for name, spec in variants.items():
+        if name not in paper and not spec["extra"]:
+            raise ConfigError(
+                f"config: variants: unknown name {name!r}; valid names: {', '.join(paper)} "
+                "(declare a further variant with 'extra: true')"
+            )
+
+
+def _check_local_checkpoints(config: Mapping[str, Any]) -> None:
+    """A model named by a path (``/...``, ``./...``, ``~/...``) must be a directory, or it would be sent to the hub."""
+    named = [(f"variants/{n}/model/hub", v["model"].get("hub")) for n, v in config["variants"].items()]
+    named += [(f"reward_models/{n}/hub", r.get("hub")) for n, r in config.get("reward_models", {}).items()]
+    for experiment, entry in config.get("experiments", {}).items():
+        named += [(f"experiments/{experiment}/models/{v}/hub", m["hub"]) for v, m in entry.get("models", {}).items()]
+    for where, name in named:
+        if name and name.startswith(LOCAL_PREFIXES) and not Path(name).expanduser().is_dir():
+            raise ConfigError(f"config: {where}: {name!r} looks like a local checkpoint, but no such directory")
 
 
 def _deepest_first(error: jsonschema.ValidationError) -> tuple:

@@ -13,7 +13,13 @@ import torch
 from transformers import TrainingArguments
 
 from baselines import get_method
-from suite.engine import PreferenceCollator, PreferenceDataset, PreferenceTrainer, tokenization_fingerprint
+from suite.engine import (
+    PreferenceCollator,
+    PreferenceDataset,
+    PreferenceTrainer,
+    tokenisation_report,
+    tokenization_fingerprint,
+)
 from suite.io import read_jsonl, write_json
 from suite.models import load_model, load_tokenizer
 from suite.provenance import identity
@@ -85,6 +91,7 @@ def run_training(
     dataset = PreferenceDataset(
         records, tokenizer, training["max_length"], training["max_prompt_length"], reference=stored
     )
+    print(tokenisation_report(dataset.tokenisation, len(dataset)), flush=True)
     run = run_directory(checkpoints, provenance)
     trainer = PreferenceTrainer(
         model=load_model(model_dir, dtype),

@@ -3,12 +3,14 @@ import json
 import os
 import re
 import shlex
+import urllib.parse
 
 from baselines import get_method
 from evals import BENCHMARKS as BENCHMARK_MODULES
 from evals.budget import backend_config
 from suite.config import validate_config
 from suite.experiments import MAIN, experiment_benchmarks, experiment_names, experiment_title, runs
+from suite.io import plain_suffix
 
 validate_config(config)
 
@@ -58,12 +60,6 @@ def as_json(obj):
 def dataset_file(name):
     suffix = "json" if config["datasets"][name]["kind"] == "alpaca_eval" else "jsonl"
     return f"results/data/{name}.{suffix}"
-
-
-def data_source(name):
-    """The loader's view of a dataset entry: where and how to read it, named for stable record ids."""
-    entry = config["datasets"][name]
-    return {"name": name, **{k: v for k, v in entry.items() if k not in ("kind", "limit")}}
 
 
 def limit_flag(source):
@@ -172,7 +168,7 @@ def model_outputs(wildcards, benchmark):
 def asset_file(benchmark, name):
     """Where a benchmark asset (judge prompts, reference or baseline answers) is kept for evaluation."""
     source = config["benchmarks"][benchmark]["assets"][name]
-    suffix = os.path.splitext(source.get("path") or source.get("url"))[1]
+    suffix = plain_suffix(source.get("path") or urllib.parse.urlparse(source["url"]).path)  # a .gz is decompressed
     return f"results/data/assets/{benchmark}/{name}{suffix}"
 
 
