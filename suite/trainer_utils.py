@@ -105,9 +105,9 @@ def init_processes(training: Mapping[str, Any]) -> PartialState:
             "processes train with DDP (every process holds the whole model)",
             accelerate.__version__,
         )
-    launched = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION")  # set only under `accelerate launch`
     wanted = "bf16" if training.get("bf16") else "no"
-    if launched != wanted:
+    if launched is not None and launched != wanted:
         raise ValueError(
             f"the launcher's mixed precision is {launched!r} (accelerate config or --mixed_precision), the training "
             f"block's bf16 is {bool(training.get('bf16'))} ({wanted!r}): launch with --mixed_precision {wanted}"
