@@ -26,6 +26,9 @@ SMOKE_FILES = (
     "alpaca_eval_smoke.json",
     "mt_bench_smoke_question.jsonl",
     "arena_hard_smoke_question.jsonl",
+    "arena_hard_v2_smoke_question.jsonl",
+    "arena_hard_v2_smoke_baseline_hard.jsonl",
+    "arena_hard_v2_smoke_baseline_creative.jsonl",
 )
 
 
