@@ -176,8 +176,9 @@ PROTOCOLS: dict[str, Protocol] = {
         strong_weight=3,
         bootstrap_rounds=100,
         follow_up=V01_FOLLOW_UP,
-        # ~2,400 characters (about 600 tokens at 4 a token): gpt-4-1106-preview's v0.1 judgments sampled from
-        # arena-hard-auto's published data/arena-hard-v0.1/model_judgment/gpt-4-1106-preview/gpt-4-0613.jsonl.
+        # ~2,400 characters (about 600 tokens at 4 a token): a small sample (6) of gpt-4-1106-preview's v0.1
+        # judgments in arena-hard-auto's published model_judgment/gpt-4-1106-preview/gpt-4-0613.jsonl; it puts a
+        # model's v0.1 judging at about a quarter of the max_tokens bound, as real runs cost.
         expected_judge_output_tokens=600,
         generation={"temperature": 0.0, "max_new_tokens": 4096},
     ),

@@ -591,7 +591,7 @@ def format_table(rows: Sequence[Row], settings: Mapping[str, Any]) -> str:
         total.add(e)
         missing = "" if row.exact == row.models else " (estimated)" if row.prompts_ready else " (unknown)"
         outputs = f"{row.exact}/{row.models}{missing}" if row.models else "-"
-        per_call = "max" if row.expected_per_call is None else str(row.expected_per_call)
+        per_call = "-" if not row.models else "max" if row.expected_per_call is None else str(row.expected_per_call)
         lines.append((row.benchmark, row.judge, outputs, *_cells(e), per_call, *_outputs(e)))
     lines.append(("TOTAL", "", "", *_cells(total), "", *_outputs(total)))
     widths = [max(len(line[i]) for line in lines) for i in range(len(TABLE_HEADER))]

@@ -23,6 +23,7 @@ UNPARSED = "judge reply unparsed"
 NO_OUTPUT = "no model output"
 NO_VERDICT = "no verdict label"
 CONFLICTING = "conflicting verdict labels"
+UNPARSED_LIKE = frozenset({UNPARSED, NO_VERDICT, CONFLICTING})  # reasons a judge may answer differently next time
 SHOWN_IDS = 5
 
 
@@ -43,10 +44,14 @@ def require_complete(
     if n_missing == 0 or allowed:
         return
     why = "; ".join(f"{len(ids)} {reason} (e.g. {_ids(ids)})" for reason, ids in lost.items())
+    rerun = (
+        " (a rerun asks the judge again for these; answered items come from the cache)"
+        if UNPARSED_LIKE & set(lost)
+        else ""
+    )
     raise IncompleteResultError(
-        f"{benchmark}: {n_missing} of {n_expected} items have no score: {why}. No result is written: rerun to "
-        f"ask the judge again (answered items come from the cache), or set the benchmark's option "
-        f"{option}: true to report the rest, marked partial"
+        f"{benchmark}: {n_missing} of {n_expected} items have no score: {why}. No result is written{rerun}. "
+        f"Set the benchmark's option {option}: true to report the rest, marked partial"
     )
 
 
