@@ -90,11 +90,11 @@ from evals.conversation import (
     usage,
 )
 from evals.judges import AskPolicy, Judge, JudgeReply, JudgeRequest, complete_all, make_judge
-from evals.records import numbered, read_records
+from evals.records import normalised_records, numbered, read_records
 from evals.records import require as require_field
 from evals.results import CONFLICTING, NO_VERDICT, completeness, require_complete
 from evals.source_constants import assignments, literal
-from suite.data import Where, normalise_arena_hard
+from suite.data import Where
 from suite.io import read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -272,7 +272,7 @@ def parse_questions(records: Sequence[Mapping[str, Any]], origin: str, proto: Pr
 
 def read_questions(path: str | Path) -> list[dict[str, Any]]:
     """Arena-Hard prompts (a ``question.jsonl`` normalised by ``suite.data arena_hard``), checked again on reading."""
-    return normalise_arena_hard(read_records(path), str(path))
+    return normalised_records(path, "arena_hard")
 
 
 def _texts(path: str | Path) -> list[tuple[Any, str, bool]]:

@@ -26,7 +26,6 @@ import argparse
 import hashlib
 import json
 import math
-import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ from evals.judges import CachedJudge, Judge
 from evals.records import numbered
 from evals.records import require as require_field
 from suite.data import DataError, Where, fetch_url
-from suite.io import atomic_path
+from suite.io import copy_plain
 
 Message = dict[str, str]
 ANSWER = "a FastChat answer record (question_id, model_id, choices)"
@@ -173,23 +172,26 @@ def check_options(options: Mapping[str, Any], defaults: Mapping[str, Any], bench
 
 
 def source_path(source: Mapping[str, Any], download: bool = True) -> Path:
-    """The local file behind an asset source ``{"path": ...}`` or ``{"url": ...}``."""
-    if not isinstance(source, Mapping) or len(source) != 1 or not {"path", "url"} & set(source):
-        raise DataError(f"an asset source is {{'path': ...}} or {{'url': ...}}, got {source!r}")
+    """The local file behind an asset source ``{"path": ...}`` or ``{"url": ..., "sha256"?: ...}``."""
+    keys = set(source) if isinstance(source, Mapping) else set()
+    if keys not in ({"path"}, {"url"}, {"url", "sha256"}):
+        raise DataError(f"an asset source is {{'path': ...}} or {{'url': ..., 'sha256': ...}}, got {source!r}")
     if "path" in source:
         path = Path(source["path"])
         if not path.is_file():
             raise DataError(f"{path}: no such file")
         return path
-    return fetch_url(source["url"], download=download)
+    return fetch_url(source["url"], download=download, sha256=source.get("sha256"))
 
 
 def fetch_asset(source: Mapping[str, Any], out: str | Path, validate: Callable[[Path], Any]) -> Path:
-    """Download or locate an asset, validate it with ``validate(path)``, and copy it to ``out`` atomically."""
+    """Download or locate an asset, validate it with ``validate(path)``, and copy it to ``out`` atomically.
+
+    A ``.gz`` asset is copied decompressed (``out`` is named without the ``.gz``).
+    """
     path = source_path(source)
     validate(path)
-    with atomic_path(out) as tmp:
-        shutil.copyfile(path, tmp)
+    copy_plain(path, out)
     return Path(out)
 
 

@@ -27,9 +27,11 @@ option ``allow_partial`` is set; then the result is marked partial
 (``partial``, ``missing``: :mod:`evals.results`) and ``n_unparsed`` says how
 many were left out.
 
-Prompt sets: the prompt file is a normalised preference data set of
-:mod:`suite.data` (``prompt`` = the conversation up to the last assistant
-turn) or raw HH transcripts (``chosen``). On the cluster it is
+Prompt sets: the prompt file is a normalised prompt set (kind ``prompts``)
+or preference data set of :mod:`suite.data` (``prompt`` = the conversation
+up to the last assistant turn) or raw HH transcripts (``chosen``, of which
+only the turns before the final Assistant turn are read: a transcript with
+an empty or odd reply still gives a prompt). On the cluster it is
 ``Anthropic/hh-rlhf`` split ``test`` (``data_dir: harmless-base`` for the
 red-teaming prompts), a ``limit`` and ``sample: random`` choosing the subset;
 at CPU scale ``workflow/resources/smoke/hh_test_smoke.jsonl``.
@@ -66,7 +68,7 @@ from evals.conversation import usage
 from evals.judges import AskPolicy, Exchange, Judge, JudgeReply, JudgeRequest, complete_all, make_judge
 from evals.records import numbered, read_records, require
 from evals.results import UNPARSED, completeness, require_complete
-from suite.data import Where, parse_hh
+from suite.data import Where, hh_prompt
 from suite.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
@@ -142,7 +144,7 @@ def prompt_records(path: str | Path) -> list[tuple[str, list[dict[str, str]]]]:
         if "prompt" in record:
             messages = conversation(require(record, "prompt", where, "a prompt record", list), where, "prompt")
         elif "chosen" in record:  # a raw HH record: the transcript without its last assistant turn
-            messages = parse_hh(record["chosen"], "chosen", where)[:-1]
+            messages = hh_prompt(record["chosen"], "chosen", where)
         else:
             raise where.error("prompt", "missing (a normalised preference record has it; a raw HH record 'chosen')")
         if not messages or messages[-1]["role"] != "user":

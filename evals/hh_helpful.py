@@ -45,8 +45,17 @@ REFERENCE_GENERATOR = "hh_chosen"
 OPTIONS: dict[str, Any] = {"allow_partial": False}
 EXPECTED_JUDGE_OUTPUT_TOKENS = alpaca_eval.EXPECTED_JUDGE_OUTPUT_TOKENS  # the same one-token annotator
 
-read_prompts = harmless.read_prompts
 write_outputs = harmless.write_outputs  # {id, prompt, output, generator} per prompt
+
+
+def read_prompts(path: str | Path) -> list[list[dict[str, str]]]:
+    """The conversations to answer, checked first to carry the chosen replies they are compared with.
+
+    So a prompt set prepared without them (kind ``prompts`` without
+    ``with_chosen``) fails before any generation, not after it.
+    """
+    chosen_replies(path)
+    return harmless.read_prompts(path)
 
 
 def chosen_replies(path: str | Path) -> dict[str, str]:
@@ -54,7 +63,12 @@ def chosen_replies(path: str | Path) -> dict[str, str]:
     replies = {}
     records = read_records(path)
     for number, ((prompt_id, _), record) in enumerate(zip(harmless.prompt_records(path), records, strict=True), 1):
-        chosen = record.get("chosen")
+        if "chosen" not in record:
+            raise ValueError(
+                f"{path}: record {number}: field 'chosen': missing; helpfulness is judged against HH's chosen "
+                "reply: prepare this prompt set with 'with_chosen: true' (or as preference data)"
+            )
+        chosen = record["chosen"]
         if isinstance(chosen, str):  # a raw HH transcript
             chosen = parse_hh(chosen, "chosen", Where(str(path), number))
         if not isinstance(chosen, list) or not chosen or chosen[-1].get("role") != "assistant":

@@ -64,10 +64,9 @@ from evals.conversation import (
 )
 from evals.fastchat_judge import NEED_REF_CATS, one_score_pattern, one_score_pattern_backup, temperature_config
 from evals.judges import AskPolicy, Judge, JudgeReply, JudgeRequest, complete_all, make_judge
-from evals.records import numbered, read_records
+from evals.records import normalised_records, numbered, read_records
 from evals.records import require as require_field
 from evals.results import UNPARSED, completeness, require_complete
-from suite.data import normalise_mt_bench
 from suite.io import write_json
 
 log = logging.getLogger(__name__)
@@ -109,7 +108,7 @@ PROMPT_FIELDS = {
 
 def read_questions(path: str | Path) -> list[dict[str, Any]]:
     """MT-Bench questions (a ``question.jsonl`` normalised by ``suite.data mt_bench``), checked again on reading."""
-    return normalise_mt_bench(read_records(path), str(path))
+    return normalised_records(path, "mt_bench")
 
 
 def read_prompts(path: str | Path) -> list[list[dict[str, str]]]:

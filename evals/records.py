@@ -13,8 +13,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from suite.data import DataError, Where
-from suite.io import read_json, read_jsonl
+from suite.data import DataError, Where, record_normaliser
+from suite.io import plain_suffix, read_json, read_jsonl
 
 # Record layouts the suite meets, most specific first: description -> the keys that identify it.
 LAYOUTS: dict[str, frozenset[str]] = {
@@ -38,9 +38,9 @@ def layout_of(record: Mapping[str, Any]) -> str | None:
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:
-    """The records of a ``.json`` list or a ``.jsonl`` file; anything but a list of JSON objects names the record."""
+    """The records of a ``.json`` list or a ``.jsonl`` file (or its ``.gz``); anything else names the record."""
     path = Path(path)
-    records = read_json(path) if path.suffix == ".json" else read_jsonl(path)
+    records = read_json(path) if plain_suffix(path) == ".json" else read_jsonl(path)
     if not isinstance(records, list):
         raise DataError(f"{path}: expected a JSON list of records, got {type(records).__name__}")
     for number, record in enumerate(records, start=1):
@@ -71,3 +71,13 @@ def require(
         wanted = " or ".join(TYPE_NAMES.get(k, k.__name__) for k in kinds)
         raise where.error(name, f"expected {wanted}, got {type(value).__name__}")
     return value
+
+
+def normalised_records(path: str | Path, kind: str) -> list[dict[str, Any]]:
+    """A prepared file's records checked again by the :mod:`suite.data` normaliser of ``kind`` (a raw file passes too).
+
+    So an evaluator given a file that was not prepared, or was prepared as
+    something else, names its file, record and field.
+    """
+    check = record_normaliser(kind, kind)
+    return [check(record, where, set()) for where, record in numbered(read_records(path), str(path))]

@@ -68,7 +68,7 @@ rule train_reward_model:
     params:
         training=lambda w: as_json(REWARD_MODELS[w.reward_model]["train"]["training"]),
         held_out=lambda w: REWARD_MODELS[w.reward_model]["train"]["held_out"],
-        launch=lambda w, resources: launch(resources),
+        launch=lambda w, resources: launch(resources, REWARD_MODELS[w.reward_model]["train"]["training"]),
     log:
         "results/logs/reward_model/{reward_model}.log",
     benchmark:

@@ -35,7 +35,7 @@ rule train:
         training=lambda w: as_json(training_block(w)),
         method_params=lambda w: as_json(method_params(w)),
         reference=lambda w, input: f"--reference {input.reference}" if "reference" in input.keys() else "",
-        launch=lambda w, resources: launch(resources),
+        launch=lambda w, resources: launch(resources, training_block(w)),
     log:
         "results/logs/train/{variant}/{method}.log",
     benchmark:

@@ -26,6 +26,7 @@ files equal a fresh run byte for byte.
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import json
 import random
@@ -772,6 +773,86 @@ def hh_records(rng: random.Random) -> list[dict[str, str]]:
     return records
 
 
+# Anthropic HH transcripts as the hub really has them (read in anthropics/hh-rlhf's .jsonl.gz splits):
+# the odd shapes below occur in the real files, written here with the suite's own text. Each fixture
+# in hh_oddities/ holds a few ordinary transcripts and one kind of oddity; the CPU-scale HH training
+# file (hh_smoke.jsonl.gz) ends with one of each, so the workflow's skip policy and manifest run on them.
+HH_PLAIN: tuple[tuple[str, str, str], ...] = (
+    ("How long should I rest bread dough?", "About an hour, until it has doubled in size.", "Ten seconds."),
+    ("What can I plant in a shady corner?", "Ferns and hostas grow well without much sun.", "Cacti."),
+    ("How do I keep cut flowers fresh?", "Trim the stems and change the water every two days.", "Add salt."),
+)
+
+
+def hh_plain() -> list[dict[str, str]]:
+    return [
+        {
+            "chosen": transcript([("Human", q), ("Assistant", good)]),
+            "rejected": transcript([("Human", q), ("Assistant", bad)]),
+        }
+        for q, good, bad in HH_PLAIN
+    ]
+
+
+def hh_oddities() -> dict[str, list[dict[str, str]]]:
+    """Per kind of oddity, transcripts in HH's exact shape that have it (see the comment above)."""
+    ask = "\n\nHuman: Can you help me write a birthday card?"
+    reply = "\n\nAssistant: Of course. Who is it for?"
+    follow = "\n\nHuman: My grandmother, she is turning ninety."
+    return {
+        # The chosen reply is empty: the transcript ends with the marker (with or without its space).
+        "empty_final_turn": [
+            {"chosen": f"{ask}\n\nAssistant: ", "rejected": f"{ask}\n\nAssistant: No."},
+            {"chosen": f"{ask}{reply}{follow}\n\nAssistant:", "rejected": f"{ask}{reply}{follow}\n\nAssistant: Ok."},
+        ],
+        # Two turns of one role in a row: inside the shared prompt, at the end of one reply, two Human turns.
+        "consecutive_turns": [
+            {
+                "chosen": f"{ask}{reply}\n\nAssistant: I can suggest a few lines.{follow}\n\nAssistant: Happy 90th!",
+                "rejected": f"{ask}{reply}\n\nAssistant: I can suggest a few lines.{follow}\n\nAssistant: Ok.",
+            },
+            {
+                "chosen": f"{ask}{reply}{follow}\n\nAssistant: Try: ninety kind years.\n\nAssistant: Or: many more.",
+                "rejected": f"{ask}{reply}{follow}\n\nAssistant: Just sign your name.",
+            },
+            {
+                "chosen": f"{ask}\n\nHuman: It is for my aunt.\n\nAssistant: Wish her a lovely day.",
+                "rejected": f"{ask}\n\nHuman: It is for my aunt.\n\nAssistant: Cards are boring.",
+            },
+        ],
+        # Double spaces after a marker, trailing newlines and spaces, a third newline before a marker,
+        # and a transcript whose first marker has no blank line before it.
+        "whitespace": [
+            {"chosen": f"{ask}\n\nAssistant:  Of course, gladly.  \n", "rejected": f"{ask}\n\nAssistant:  No.\n\n"},
+            {"chosen": f"{ask}\n\n\nAssistant: Sure.", "rejected": f"{ask}\n\n\nAssistant: Later."},
+            {
+                "chosen": "Human: Can you help me write a birthday card?\n\nAssistant: Yes, happily.",
+                "rejected": "Human: Can you help me write a birthday card?\n\nAssistant: No.",
+            },
+        ],
+        # The transcript opens with the Assistant.
+        "starts_with_assistant": [
+            {
+                "chosen": f"\n\nAssistant: Hello!{ask}\n\nAssistant: Sure.",
+                "rejected": f"\n\nAssistant: Hello!{ask}\n\nAssistant: No.",
+            },
+            {
+                "chosen": "\n\nAssistant: How can I help?\n\nHuman: Thanks.\n\nAssistant: Bye.",
+                "rejected": "\n\nAssistant: How can I help?\n\nHuman: Thanks.\n\nAssistant: Hm.",
+            },
+        ],
+        # "Human:" inside a turn's text: right after a marker, after a single newline, mid-sentence.
+        "human_inside_turn": [
+            {"chosen": f"{ask}\n\nAssistant: Human: what should it say?", "rejected": f"{ask}\n\nAssistant: No."},
+            {"chosen": f"{ask}\n\nAssistant: Try this.\nHuman: thanks!", "rejected": f"{ask}\n\nAssistant: Try."},
+            {
+                "chosen": f"{ask}\n\nAssistant: Write Human: Happy birthday.",
+                "rejected": f"{ask}\n\nAssistant: Skip it.",
+            },
+        ],
+    }
+
+
 FOLLOW_UPS: tuple[tuple[str, str], ...] = (
     (
         "Which of these is the most important?",
@@ -1025,18 +1106,30 @@ def arena_hard_records() -> list[dict[str, Any]]:
     ]
 
 
+def jsonl_text(records: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+
+
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
     """Write JSON lines with fixed formatting so reruns are byte-identical."""
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    path.write_text(jsonl_text(records), encoding="utf-8")
+
+
+def write_jsonl_gz(path: Path, records: list[dict[str, Any]]) -> None:
+    """JSON lines gzipped as HH ships them; no name or time in the gzip header, so reruns give the same content."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", filename="", mtime=0) as handle:
+        handle.write(jsonl_text(records).encode("utf-8"))
 
 
 def generate(out_dir: Path) -> list[Path]:
     """Write every smoke file into ``out_dir``; return the paths written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(SEED)
+    ultrafeedback = ultrafeedback_records(rng)
+    hh = hh_records(rng) + [records[0] for records in hh_oddities().values()]
     files = {
-        "ultrafeedback_smoke.jsonl": ultrafeedback_records(rng),
-        "hh_smoke.jsonl": hh_records(rng),
+        "ultrafeedback_smoke.jsonl": ultrafeedback,
         "ultrachat_smoke.jsonl": ultrachat_records(rng),
         "mt_bench_smoke_question.jsonl": mt_bench_records(),
         "arena_hard_smoke_question.jsonl": arena_hard_records(),
@@ -1047,6 +1140,11 @@ def generate(out_dir: Path) -> list[Path]:
     written = []
     for name, records in files.items():
         write_jsonl(out_dir / name, records)
+        written.append(out_dir / name)
+    gzipped = {"hh_smoke.jsonl.gz": hh}
+    gzipped.update({f"hh_oddities/{kind}.jsonl.gz": hh_plain() + odd for kind, odd in hh_oddities().items()})
+    for name, records in gzipped.items():
+        write_jsonl_gz(out_dir / name, records)
         written.append(out_dir / name)
     alpaca = out_dir / "alpaca_eval_smoke.json"
     alpaca.write_text(json.dumps(alpaca_eval_records(rng), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
