@@ -4,8 +4,13 @@ Each entry maps a benchmark name to the module that implements it. A benchmark
 module exposes module-level ``NAME``, ``COLUMNS`` (result key -> table column
 header), ``ERRORS`` (result key -> the result key of its standard error),
 ``read_prompts(path)`` (the conversations to generate for) and
-``write_outputs(prompts_path, responses, generator, out)``. Modules are
-imported lazily so that listing names imports neither torch nor alpaca_eval.
+``write_outputs(prompts_path, responses, generator, out)``. A judged
+benchmark also has ``OPTIONS`` (its options' defaults, ``allow_partial``
+among them), writes the completeness keys of :mod:`evals.results` into every
+result, and says what one judge reply is expected to cost in tokens
+(``EXPECTED_JUDGE_OUTPUT_TOKENS``, or ``expected_judge_output_tokens(options)``)
+for :mod:`evals.budget`. Modules are imported lazily so that listing names
+imports neither torch nor alpaca_eval.
 """
 
 from __future__ import annotations

@@ -14,8 +14,12 @@ that the code which touches hub-specific shapes lives in this one module:
 * alpaca_eval (JSON list): alpaca_eval's own ``instruction/output/generator/dataset`` records;
 * mt_bench (JSON lines): FastChat's MT-Bench ``question.jsonl`` records
   ``{"question_id", "category", "turns": [str, ...], "reference"?: [str, ...]}``;
-* arena_hard (JSON lines): arena-hard-auto's ``question.jsonl`` records
-  ``{"question_id", "category", "cluster"?, "turns": [{"content": str}]}``.
+* arena_hard (JSON lines): arena-hard-auto's ``question.jsonl`` records, in
+  either of its layouts, each kept in its own: ``{"question_id", "category",
+  "cluster"?, "turns": [{"content": str}]}`` (v0.1 as the paper used it) or
+  ``{"uid", "category", "subcategory"?, "cluster"?, "prompt"}`` (v2.0, and
+  v0.1 since arena-hard-auto's restructuring); ``evals.arena_hard`` checks the
+  file against the protocol version.
 
 Inputs come from a local ``.jsonl``/``.json`` file (or its ``.gz``), from the
 Hugging Face hub (the commit actually read is recorded), or from a URL
@@ -789,10 +793,12 @@ def _mt_bench() -> Normaliser:
 
 
 def _arena_hard() -> Normaliser:
-    """arena-hard-auto questions: one user turn each, as ``{"content": str}``."""
+    """arena-hard-auto questions: one user turn each, as ``{"content": str}`` or a ``prompt`` string."""
     seen: dict[Any, int] = {}
 
     def normalise(record: Mapping[str, Any], where: Where, notes: set[str]) -> dict[str, Any]:
+        if "uid" in record or "prompt" in record:
+            return _arena_hard_prompt(record, where, seen)
         qid = _question_id(record, where, seen)
         turns = _list(_required(record, "turns", where), "turns", where)
         if len(turns) != 1:
@@ -809,6 +815,20 @@ def _arena_hard() -> Normaliser:
         return clean
 
     return normalise
+
+
+def _arena_hard_prompt(record: Mapping[str, Any], where: Where, seen: dict[Any, int]) -> dict[str, Any]:
+    """One question of arena-hard-auto's current layout: ``{uid, category, subcategory?, cluster?, prompt}``."""
+    uid = _text(_required(record, "uid", where), "uid", where)
+    if uid in seen:
+        raise where.error("uid", f"duplicate of record {seen[uid]}", "duplicate uid")
+    seen[uid] = where.number
+    clean = {"uid": uid, "category": _text(_required(record, "category", where), "category", where)}
+    for key in ("subcategory", "cluster"):
+        if record.get(key) is not None:
+            clean[key] = _text(record[key], key, where)
+    clean["prompt"] = _text(_required(record, "prompt", where), "prompt", where)
+    return clean
 
 
 def record_normaliser(kind: str, fmt: str, with_chosen: bool = False) -> Normaliser:

@@ -28,6 +28,9 @@ SMOKE_FILES = (
     "alpaca_eval_smoke.json",
     "mt_bench_smoke_question.jsonl",
     "arena_hard_smoke_question.jsonl",
+    "arena_hard_v2_smoke_question.jsonl",
+    "arena_hard_v2_smoke_baseline_hard.jsonl",
+    "arena_hard_v2_smoke_baseline_creative.jsonl",
     *(f"hh_oddities/{kind}.jsonl.gz" for kind in HH_ODDITIES),
 )
 HH_GOOD = 80  # the ordinary transcripts of hh_smoke.jsonl.gz; the first of each oddity fixture follows them

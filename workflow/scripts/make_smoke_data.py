@@ -994,6 +994,100 @@ ARENA_HARD: tuple[tuple[str, str], ...] = (
 )
 
 
+# Arena-Hard v2.0's layout: (category, subcategory, prompt, hard-prompt baseline's answer, creative baseline's answer).
+ARENA_HARD_V2: tuple[tuple[str, str, str, str, str], ...] = (
+    (
+        "hard_prompt",
+        "coding",
+        "Write a Python function that returns the n-th Fibonacci number in linear time.",
+        "def fib(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n\n"
+        "Each step keeps the last two numbers, so the loop runs n times.",
+        "You can use recursion: fib(n) = fib(n - 1) + fib(n - 2), with fib(0) = 0 and fib(1) = 1.",
+    ),
+    (
+        "hard_prompt",
+        "coding",
+        "Explain what a race condition is and show one way to avoid it in Python threads.",
+        "A race condition happens when two threads update shared data at the same time and the result depends "
+        "on timing. Guard the update with a threading.Lock: `with lock: counter += 1`.",
+        "A race condition is when threads race. Avoid threads if you can.",
+    ),
+    (
+        "hard_prompt",
+        "math",
+        "How many ways can 5 different books be arranged on a shelf? Explain the reasoning.",
+        "There are 5 choices for the first place, 4 for the second, and so on: 5! = 120 arrangements.",
+        "There are 25 ways, five books times five places.",
+    ),
+    (
+        "hard_prompt",
+        "math",
+        "Solve for x: 3x + 7 = 22. Show each step.",
+        "Subtract 7 from both sides: 3x = 15. Divide both sides by 3: x = 5. Check: 3 * 5 + 7 = 22.",
+        "x = 5.",
+    ),
+    (
+        "creative_writing",
+        "creative_writing",
+        "Write a four-line poem about a lighthouse keeper who talks to the sea.",
+        "The keeper lights the lamp at dusk. He tells the sea about his day. The sea says nothing. He goes to bed.",
+        "Each night he climbs to tend the flame,\nand tells the restless tide his name;\nthe sea replies in "
+        "silver foam,\nand sings the lonely keeper home.",
+    ),
+    (
+        "creative_writing",
+        "creative_writing",
+        "Describe a busy morning market in three sentences, using all five senses.",
+        "The market opens at seven. Many people buy fruit there. It is busy.",
+        "Stalls shout their prices over the clatter of crates while ripe peaches glow orange in the low sun. The "
+        "air smells of fresh bread and wet cobblestones, and a vendor presses a cold slice of melon into your hand. "
+        "Its sweetness lingers long after the bells of the church announce nine o'clock.",
+    ),
+)
+ARENA_HARD_V2_BASELINES = ("smoke-baseline-hard", "smoke-baseline-creative")
+
+
+def arena_hard_v2_records() -> list[dict[str, Any]]:
+    """Arena-Hard-Auto v2.0 question.jsonl shape: ``{uid, category, subcategory, prompt}``, content-derived uids."""
+    return [
+        {"uid": sha256_hex(prompt)[:16], "category": category, "subcategory": subcategory, "prompt": prompt}
+        for category, subcategory, prompt, _, _ in ARENA_HARD_V2
+    ]
+
+
+def markdown_counts(text: str) -> dict[str, Any]:
+    """arena-hard-auto's answer metadata keys (token_len here counts words; nothing in the suite reads them)."""
+    lines = text.splitlines()
+    return {
+        "token_len": len(text.split()),
+        "header_count": {f"h{i}": sum(line.startswith("#" * i + " ") for line in lines) for i in range(1, 7)},
+        "list_count": {
+            "ordered": sum(line[:1].isdigit() and ". " in line[:4] for line in lines),
+            "unordered": sum(line.startswith(("- ", "* ")) for line in lines),
+        },
+        "bold_count": {"**": text.count("**") // 2, "__": text.count("__") // 2},
+    }
+
+
+def arena_hard_v2_answers(which: int) -> list[dict[str, Any]]:
+    """One smoke baseline's answers to every v2.0 smoke prompt, in arena-hard-auto's v2.0 answer layout."""
+    model = ARENA_HARD_V2_BASELINES[which]
+    records = []
+    for (_, _, prompt, *answers), question in zip(ARENA_HARD_V2, arena_hard_v2_records(), strict=True):
+        answer = answers[which]
+        records.append(
+            {
+                "uid": question["uid"],
+                "ans_id": sha256_hex(model + answer)[:22],
+                "model": model,
+                "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": {"answer": answer}}],
+                "tstamp": 1750000000.0,
+                "metadata": markdown_counts(answer),
+            }
+        )
+    return records
+
+
 def mt_bench_records() -> list[dict[str, Any]]:
     """FastChat MT-Bench question.jsonl shape, one question per category, ids 1..8."""
     return [{"question_id": i, **question} for i, question in enumerate(MT_BENCH, start=1)]
@@ -1039,6 +1133,9 @@ def generate(out_dir: Path) -> list[Path]:
         "ultrachat_smoke.jsonl": ultrachat_records(rng),
         "mt_bench_smoke_question.jsonl": mt_bench_records(),
         "arena_hard_smoke_question.jsonl": arena_hard_records(),
+        "arena_hard_v2_smoke_question.jsonl": arena_hard_v2_records(),
+        "arena_hard_v2_smoke_baseline_hard.jsonl": arena_hard_v2_answers(0),
+        "arena_hard_v2_smoke_baseline_creative.jsonl": arena_hard_v2_answers(1),
     }
     written = []
     for name, records in files.items():
