@@ -41,6 +41,7 @@ from transformers import (
     TrainingArguments,
 )
 
+from suite.processes import job_processes
 from suite.provenance import code_version, differences, digest, write_stamp
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ def init_processes(training: Mapping[str, Any]) -> PartialState:
             f"the launcher's mixed precision is {launched!r} (accelerate config or --mixed_precision), the training "
             f"block's bf16 is {bool(training.get('bf16'))} ({wanted!r}): launch with --mixed_precision {wanted}"
         )
-    return PartialState(cpu=not training.get("cuda", False))
+    return job_processes(cuda=bool(training.get("cuda", False)))
 
 
 def training_provenance(training: Mapping[str, Any]) -> dict[str, Any]:

@@ -109,3 +109,72 @@ def test_gradient_accumulation_averages_micro_batches(toy: Path, tmp_path: Path)
 
 def losses_of(history: list[dict]) -> list[float]:
     return [h["loss"] for h in history if "loss" in h and "train_loss" not in h]
+
+
+# ---------------------------------------------------------------- generation over the job's processes
+
+
+GREEDY = {"temperature": 0.0, "max_new_tokens": 8}
+SAMPLED = {"temperature": 1.0, "top_p": 0.9, "max_new_tokens": 8}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("decoding", [GREEDY, SAMPLED])
+def test_two_processes_generate_what_one_does(tiny_model_dir: Path, tmp_path: Path, decoding: dict) -> None:
+    """Each process answers every other batch; merged in order, the outputs equal one process's, greedy or sampled."""
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text(json.dumps([
+        {"instruction": f"Question {i}: how do I bake bread number {i}?", "output": "-", "generator": "ref",
+         "dataset": "d"} for i in range(7)
+    ]))  # fmt: skip
+
+    def generate(prefix: list[str], out: Path) -> list[dict]:
+        task = ["--task", "alpaca_eval", str(prompts), json.dumps(decoding), str(out)]
+        run([*prefix, "-m", "evals.generate", "--model", str(tiny_model_dir), *task, "--generator", "g",
+             "--batch-size", "2", "--seed", "3"])  # fmt: skip
+        return json.loads(out.read_text())
+
+    one = generate([sys.executable], tmp_path / "one.json")
+    two = generate(launch("workflow/accelerate/ddp.yaml"), tmp_path / "two.json")
+    assert two == one and len(one) == 7
+    assert len({r["output"] for r in one}) > 1, "every answer the same: the comparison would be vacuous"
+
+
+# ---------------------------------------------------------------- reference log-probs and SFT
+
+
+@pytest.mark.slow
+def test_the_reference_rule_over_two_processes_writes_what_one_does(toy: Path, tmp_path: Path) -> None:
+    args = ["-m", "suite.reference", "--model", str(toy / "start"), "--data", str(toy / "data.jsonl"),
+            "--training", json.dumps({**STEPS, "reference_batch_size": 3})]  # fmt: skip
+    run([sys.executable, *args, "--out", str(tmp_path / "one.pt")])
+    run([*launch("workflow/accelerate/ddp.yaml"), *args, "--out", str(tmp_path / "two.pt")])
+    one, two = (torch.load(tmp_path / name, weights_only=True) for name in ("one.pt", "two.pt"))
+    assert one["provenance"] == two["provenance"]
+    assert one["logps"].keys() == two["logps"].keys() and len(one["logps"]) == len(toy_pairs("mp"))
+    for key, sides in one["logps"].items():
+        for side, values in sides.items():
+            assert torch.equal(two["logps"][key][side], values), (key, side)
+
+
+@pytest.mark.slow
+def test_sft_over_two_processes_trains_like_one(toy: Path, tmp_path: Path) -> None:
+    data = tmp_path / "sft.jsonl"
+    data.write_text("".join(
+        json.dumps({"id": f"s{i}", "messages": [*r["prompt"], *r["chosen"]]}) + "\n"
+        for i, r in enumerate(toy_pairs("sft"))
+    ))  # fmt: skip
+    sft = {**STEPS, "learning_rate": 1e-3, "max_steps": 3}
+
+    def args(training: dict, name: str) -> list[str]:
+        return ["-m", "suite.sft", "--model", str(toy / "start"), "--data", str(data), "--training",
+                json.dumps(training), "--checkpoints", str(tmp_path / "ck" / name), "--out", str(tmp_path / name),
+                "--log-history", str(tmp_path / f"{name}.json")]  # fmt: skip
+
+    run([sys.executable, *args({**sft, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 2}, "one")])
+    run([*launch("workflow/accelerate/ddp.yaml"), *args({**sft, "per_device_train_batch_size": 4}, "two")])
+    one, two = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "two" / "model.safetensors")
+    start = load_file(toy / "start" / "model.safetensors")
+    assert max((one[k] - start[k]).abs().max().item() for k in start) > 100 * ATOL
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], rtol=0, atol=ATOL, msg=key)

@@ -105,6 +105,15 @@ def train_inputs(wildcards):
     return inputs
 
 
+def launch_processes(resources):
+    """One generation process per GPU the job holds (`accelerate launch` with the plain DDP config: no FSDP, whose
+    RAM-efficient loading would leave the weights on rank 0 only); `python` for one."""
+    processes = max(1, int(resources.get("gpu", 0) or 0))
+    if processes == 1:
+        return "python"
+    return f"accelerate launch --config_file workflow/accelerate/ddp.yaml --num_processes {processes} --mixed_precision no"
+
+
 def launch(resources, training):
     """`accelerate launch` with the workflow's accelerate config and one process per GPU the job holds.
 

@@ -29,13 +29,14 @@ for _experiment in EXPERIMENTS:
         params:
             tasks=generation_tasks,
             batch_size=config["compute"]["generation_batch_size"],
+            launch=lambda w, resources: launch_processes(resources),
             seed=config["seed"],
         log:
             "results/logs/generate/{variant}/{method}.log",
         benchmark:
             "results/benchmarks/generate/{variant}/{method}.tsv"
         shell:
-            "python -m evals.generate --model {input.model} {params.tasks} "
+            "{params.launch} -m evals.generate --model {input.model} {params.tasks} "
             "--generator {wildcards.variant}-{wildcards.method} --batch-size {params.batch_size} --seed {params.seed} > {log} 2>&1"
 
     rule:

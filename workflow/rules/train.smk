@@ -10,12 +10,13 @@ rule reference_logps:
         "results/reference/{variant}/{dataset}.pt",
     params:
         training=lambda w: as_json(training_block(w)),
+        launch=lambda w, resources: launch_processes(resources),
     log:
         "results/logs/reference_logps/{variant}/{dataset}.log",
     benchmark:
         "results/benchmarks/reference_logps/{variant}/{dataset}.tsv"
     shell:
-        "python -m suite.reference --model {input.model} --data {input.data} --training {params.training:q} "
+        "{params.launch} -m suite.reference --model {input.model} --data {input.data} --training {params.training:q} "
         "--out {output} > {log} 2>&1"
 
 
