@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,6 +36,7 @@ class StubState:
     fail_status: int = 500
     malformed: str | None = None  # one of MALFORMED: what a failing request gets instead of fail_status
     hang: bool = False
+    delay_s: float = 0.0  # seconds before each answer: time for a test to kill the client mid-run
     requests: int = 0
     bodies: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -110,6 +112,7 @@ def _handler(state: StubState) -> type[BaseHTTPRequestHandler]:
             if state.hang:
                 state.release.wait(timeout=30)
                 return None
+            time.sleep(state.delay_s)
             completion = _completion(body, state.responder(body))
             if state.should_fail(number) and state.malformed is not None:
                 return self._send(200, *_malformed(state.malformed, completion))

@@ -39,7 +39,7 @@ def test_variant_pointer_to_a_local_directory_records_its_content(
     pointer = json.loads((stage / POINTER).read_text())
     assert pointer["name_or_path"] == str(tiny_model_dir)
     assert pointer["content"] == identity(tiny_model_dir) == {"sha256": tree_sha256(tiny_model_dir)}
-    assert identity(stage)["content"] == pointer["content"]  # part of the run's provenance
+    assert identity(stage)["target"] == pointer["content"]  # part of the run's provenance, never re-hashed
     assert models.resolve(stage)["name_or_path"] == str(tiny_model_dir)
     loaded = models.load_model(stage)
     assert loaded.config.hidden_size == models.load_model(tiny_model_dir).config.hidden_size
