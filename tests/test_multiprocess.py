@@ -178,3 +178,29 @@ def test_sft_over_two_processes_trains_like_one(toy: Path, tmp_path: Path) -> No
     assert max((one[k] - start[k]).abs().max().item() for k in start) > 100 * ATOL
     for key in one:
         torch.testing.assert_close(two[key], one[key], rtol=0, atol=ATOL, msg=key)
+
+
+# ---------------------------------------------------------------- the FSDP config itself
+
+
+@pytest.mark.slow
+def test_the_fsdp_configs_sharding_step_and_sharded_checkpoint_on_cpu(toy: Path, tmp_path: Path) -> None:
+    """accelerate's Trainer path turns CPU processes into DDP, so tests/workers/fsdp_cpu.py drives accelerate's own
+    FSDP2 preparation with the plugin `accelerate launch` builds from workflow/accelerate/fsdp.yaml."""
+    out = tmp_path / "found.json"
+    worker = [str(REPO / "tests/workers/fsdp_cpu.py"), str(toy / "start"), str(tmp_path / "sharded"), str(out)]
+    run([*launch("workflow/accelerate/fsdp.yaml"), *worker])
+    found = json.loads(out.read_text())
+    # the config as the workflow relies on it: FSDP2, a full state dict for save_model, RAM-efficient loading
+    assert found["fsdp_version"] == 2 and found["state_dict_type"].endswith("FULL_STATE_DICT")
+    assert found["cpu_ram_efficient_loading"] and found["reshard_after_forward"]
+    # every decoder layer is its own FSDP unit, its parameters split over the 2 processes
+    assert found["sharded_layers"] == found["layers"] > 0 and found["root_sharded"]
+    assert found["local_rows"] * 2 == found["global_rows"]
+    # one AdamW step, sharded (rank > 0 started from meta weights, synced from rank 0) equals one unsharded step,
+    # and the gathered full state dict is that model (max difference measured 0.0)
+    assert found["same_keys"] and found["loss_sharded"] == pytest.approx(found["loss_plain"], abs=1e-6)
+    assert found["max_step_difference"] < 1e-6
+    # a sharded checkpoint (each process its shards) loads back into a fresh sharded model exactly
+    assert (tmp_path / "sharded").is_dir() and found["max_restore_difference"] == 0.0
+    assert found["restored_differs_from_start"]
