@@ -651,3 +651,38 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --------------------------------------------------------------------------- per-item outcomes (suite/tables.py)
+
+
+def item_scores(annotations_path: str | Path) -> pd.Series:
+    """The model's battles against the baseline, indexed by ``(question_id, battle)``: 100 won, 50 tie, 0 lost.
+
+    Why battles and not one number per question: with two players the
+    Bradley-Terry win rate is exactly the share of battles won (ties half),
+    and a question contributes 2 to 6 battles (a strong verdict counts
+    ``strong_weight`` times). A per-question mean would weight every question
+    equally and no longer be the reported win rate. So the outcome of a
+    question is its battles; the paired bootstrap (``suite.stats``) resamples
+    questions (the first index level) and recomputes the pooled share, which
+    is the win rate on each resample. Games without a verdict give no battle,
+    as in the result.
+    """
+    from suite.annotations import annotation_records
+
+    proto = protocol(OPTIONS["protocol"])
+    records = annotation_records(annotations_path, ["question_id", "games"])
+    games = []
+    for number, record in enumerate(records, start=1):
+        for game, judged in enumerate(record["games"], start=1):
+            verdict = judged.get("score") if isinstance(judged, dict) else None
+            if verdict is not None and verdict not in LABELS:
+                raise ValueError(f"{annotations_path}: record {number}: field 'games[{game - 1}].score' is {verdict!r}")
+            games.append(Game(question_id=record["question_id"], game=game, messages=(), payload={}, verdict=verdict))
+    battles = battles_from_games(games, "baseline", "model", proto.strong_weight)
+    score = battles["winner"].map({"model_b": 100.0, "tie": 50.0, "model_a": 0.0})
+    battle = battles.groupby("question_id", sort=False).cumcount()
+    return pd.Series(
+        score.to_numpy(), index=pd.MultiIndex.from_arrays([battles["question_id"], battle], names=["item", "battle"])
+    )
