@@ -12,6 +12,7 @@ import torch
 from transformers import TrainingArguments
 
 from baselines import get_method
+from suite.diagnostics import squeezing_setup
 from suite.engine import PreferenceCollator, PreferenceDataset, PreferenceTrainer, tokenization_fingerprint
 from suite.io import read_jsonl, write_json
 from suite.models import load_model, load_tokenizer
@@ -52,7 +53,7 @@ def run_training(
         raise ValueError(f"method {method_name!r} needs {need}")
     if artifact is not None:
         params["artifact"] = load_artifact(artifact, method.artifact, fingerprint)
-    records = read_jsonl(data)
+    records, diagnostics = squeezing_setup(read_jsonl(data), tokenizer, training)
     if swap_pairs:
         records = [{**r, "chosen": r["rejected"], "rejected": r["chosen"]} for r in records]
         if stored is not None:
@@ -68,6 +69,7 @@ def run_training(
         method=method,
         method_params=params,
         ref_model=load_model(model_dir, dtype).eval() if method.reference == "live" else None,
+        callbacks=diagnostics,
     )
     trainer.train(resume_from_checkpoint=last_checkpoint(checkpoints))
     save_trained(trainer, tokenizer, out)

@@ -29,7 +29,7 @@ for _experiment in EXPERIMENTS:
         params:
             tasks=generation_tasks,
             batch_size=config["compute"]["generation_batch_size"],
-            seed=config["seed"],
+            seed=lambda w: config["seed"] + RUNS[w.variant].replicate,  # each seed's run samples its own answers
         log:
             "results/logs/generate/{variant}/{method}.log",
         benchmark:
