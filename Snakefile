@@ -2,6 +2,7 @@
 #   snakemake                                   CPU-scale run on tiny local models (the embedded default)
 #   snakemake -n --configfile workflow/config/paper.yaml    the paper-scale DAG, dry run
 #   snakemake --profile slurm                   the paper-scale DAG on a Slurm cluster
+#   snakemake --report results/report.html      after a run: every table and plot in one HTML page
 # The embedded default config is read only when no --configfile is given:
 # Snakemake merges config files key by key, which would mix tiny and hub variants.
 
@@ -24,8 +25,4 @@ include: "workflow/rules/poc.smk"
 
 rule all:
     input:
-        expand(
-            "results/tables/{experiment}{suffix}",
-            experiment=EXPERIMENTS,
-            suffix=[".csv", ".md", ".png", "_training_curves.png"],
-        ),
+        TABLE_OUTPUTS,  # every table, plot and the claims (workflow/rules/aggregate.smk)
