@@ -11,6 +11,9 @@ if not workflow.overwrite_configfiles:
     configfile: "workflow/config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
