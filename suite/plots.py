@@ -28,7 +28,8 @@ import pandas as pd
 
 from suite.diagnostics import KEY
 from suite.io import atomic_path, read_json
-from suite.tables import LENGTH, SQUEEZING, method_label
+from suite.published import LENGTH, SQUEEZING
+from suite.tables import method_label
 
 CURVES = ("loss", "rewards/margins", "rewards/accuracies")
 Z95 = 1.96

@@ -24,8 +24,8 @@ CLAIM_KINDS = {
     "gain_up_to": ("value",),  # the largest difference over settings is ``value``
     "within": ("margin",),  # the difference stays within +-margin (``bound: upper``: below margin) everywhere
 }
-DERIVED_BENCHMARKS = ("squeezing",)  # comparisons the tables derive that no benchmark module reports
-LENGTH_PREFIX = "length/"  # length/<benchmark>: the relative difference of mean response length, in %
+SQUEEZING = "squeezing"  # the squeezing diagnostic's comparison (suite/diagnostics.py), no benchmark module's
+LENGTH = "length/"  # length/<benchmark>: the relative difference of mean response length, in %
 
 
 @dataclass(frozen=True)
@@ -70,9 +70,11 @@ class Published:
     def result(self, setting: str, method: str) -> PublishedResult | None:
         return next((r for r in self.results if (r.setting, r.method) == (setting, method)), None)
 
-    def unavailable_reason(self, setting: str, method: str) -> str | None:
+    def unavailable_reason(self, setting: str, method: str, benchmark: str) -> str | None:
+        """Why a number that exists is not here (an entry may name its setting and benchmarks; else all)."""
         for entry in self.unavailable:
-            if entry["method"] == method and entry.get("setting", setting) == setting:
+            benchmarks = entry.get("benchmarks") or [benchmark]
+            if entry["method"] == method and entry.get("setting", setting) == setting and benchmark in benchmarks:
                 return str(entry["reason"])
         return None
 
@@ -147,8 +149,8 @@ def _claim(path: Path, number: int, entry: Mapping[str, Any], sources: Mapping[s
     if entry["kind"] not in CLAIM_KINDS:
         raise PublishedError(f"{where}: field 'kind': {entry['kind']!r} is not one of {', '.join(CLAIM_KINDS)}")
     _require(entry, CLAIM_KINDS[entry["kind"]], where)
-    benchmark = str(entry["benchmark"]).removeprefix(LENGTH_PREFIX)
-    if benchmark not in benchmark_names() and benchmark not in DERIVED_BENCHMARKS:
+    benchmark = str(entry["benchmark"]).removeprefix(LENGTH)
+    if benchmark not in benchmark_names() and benchmark != SQUEEZING:
         raise PublishedError(f"{where}: field 'benchmark': unknown benchmark {entry['benchmark']!r}")
     known = {"id", "source", "text", "kind", "benchmark", "experiment", "value", "margin", "direction", "bound"}
     unknown = sorted(set(entry) - known)
@@ -180,6 +182,9 @@ def load_published(path: str | Path) -> Published:
         where = f"{path}: unavailable[{number}]"
         _require(entry, ("method", "reason"), where)
         _source_of(path, entry, where, data["sources"])
+        unknown = sorted(set(entry.get("benchmarks") or []) - set(benchmark_names()))
+        if unknown:
+            raise PublishedError(f"{where}: field 'benchmarks': unknown benchmark {unknown[0]!r}")
     claims = [_claim(path, i, entry, data["sources"]) for i, entry in enumerate(data.get("claims") or [])]
     return Published(
         path=path,

@@ -38,7 +38,7 @@ import pandas as pd
 from evals import get_benchmark
 from suite.diagnostics import FINAL
 from suite.io import read_json
-from suite.published import Published, PublishedResult
+from suite.published import LENGTH, SQUEEZING, Published, PublishedResult
 from suite.stats import Interval, bootstrap_difference, combine_seeds
 
 METHOD_LABELS = {
@@ -51,13 +51,6 @@ METHOD_LABELS = {
     "tdpo": "TDPO",
     "tis_dpo": "TIS-DPO",
     "rto": "RTO",
-}
-SQUEEZING = "squeezing"
-LENGTH = "length/"
-MARKS = {
-    "†": "published on another base model than the setting's (the cell's note names both)",
-    "‡": "published number not comparable here",
-    "§": "a published number exists but is not available to us",
 }
 
 
@@ -226,10 +219,6 @@ class Score:
     def annotations(self) -> Path:
         return self.path.with_name(f"{self.benchmark}.annotations.json")
 
-    @property
-    def run_dir(self) -> tuple[str, str]:
-        return self.path.parts[-3], self.path.parts[-2]
-
     def files(self, stage: str, name: str) -> Path:
         """A sibling stage's file of the same model: results/<stage>/<run>/<method>/<name>."""
         return self.path.parents[3] / stage / self.path.parts[-3] / self.path.parts[-2] / name
@@ -356,7 +345,7 @@ def table_one(
                 pub_value = pub.values.get(f"{benchmark}/{key}") if pub else None
                 marks = published_marks(pub, variant, runs, context) if pub_value is not None else ""
                 extra = published_part(cell.value, pub_value, marks) if pub_value is not None else ""
-                if pub_value is None and published.unavailable_reason(variant, method) and runs:
+                if pub_value is None and published.unavailable_reason(variant, method, benchmark) and runs:
                     extra = " · pub n/a§"
                 text = cell_text(cell, extra) if runs else "—"
                 row.append(text)
@@ -463,7 +452,9 @@ def published_notes(context: Context, tidy: Sequence[Mapping[str, Any]]) -> list
         notes.append(
             "‡ not comparable: " + ("CPU scale and offline judge." if context.scale == "cpu" else "offline judge.")
         )
-    reasons = {published.unavailable_reason(c["setting"], c["method"]) for c in tidy if "§" in c["cell"]}
+    reasons = {
+        published.unavailable_reason(c["setting"], c["method"], c["benchmark"]) for c in tidy if "§" in c["cell"]
+    }
     notes += [f"§ {reason}." for reason in sorted(r for r in reasons if r)]
     return notes
 

@@ -27,7 +27,8 @@ def test_the_shipped_file_names_a_source_and_model_for_every_number() -> None:
     assert llama is not None and llama.base_model == "meta-llama/Meta-Llama-3-8B"
     assert llama.values == {"alpaca_eval/lc": 18.2, "alpaca_eval/win_rate": 15.5, "arena_hard/win_rate": 15.9}
     assert published.settings["llama-base"].model == "meta-llama/Llama-3.1-8B"
-    assert published.unavailable_reason("llama-base", "aao")
+    assert published.unavailable_reason("llama-base", "aao", "arena_hard")
+    assert published.unavailable_reason("llama-base", "aao", "harmless") is None, "only Table 1's benchmarks"
     assert {c.id for c in published.claims} >= {"alpaca_eval_up_to", "arena_hard_up_to", "squeezing_eased"}
 
 
@@ -55,6 +56,7 @@ def broken(edit: Any) -> dict[str, Any]:
         (lambda d: d["claims"][0].update(kind="vibes"), r"claims\[0\] \(alpaca_eval_every_setting\): field 'kind'"),
         (lambda d: d["claims"][1].pop("value"), r"claims\[1\] \(alpaca_eval_up_to\): field 'value' is missing"),
         (lambda d: d["unavailable"][0].pop("source"), r"unavailable\[0\]: field 'source' is missing"),
+        (lambda d: d["unavailable"][0].update(benchmarks=["alpaca"]), r"unavailable\[0\]: field 'benchmarks'"),
         (lambda d: d["results"].append(d["results"][0]), r"results\[8\]: a second entry for mistral-base/dpo"),
     ],
 )
