@@ -128,7 +128,8 @@ def plot_training(histories: Sequence[Path], out: Path) -> None:
     for ax, key in zip(axes, CURVES, strict=True):
         ax.set_title(key)
         ax.set_xlabel("step")
-    axes[-1].legend(fontsize=6)
+    if histories:
+        axes[0].legend(fontsize=6)
     _save(fig, out)
 
 

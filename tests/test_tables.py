@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from evals.conversation import answer_record
-from suite import aggregate
+from suite import aggregate, plots
 from suite.diagnostics import FINAL, KEY
 from suite.io import write_json
 from suite.models import load_tokenizer
@@ -307,3 +307,15 @@ def test_latex_escapes_specials() -> None:
     assert latex("a_b 50% & #1 ± −2") == "a\\_b 50\\% \\& \\#1 $\\pm$ $-$2"
     table = Table("T_1", ["A", "B%"], [["x_y", "1 & 2"]], notes=["n_1"])
     check_latex_structure(table.to_latex(), 2)
+
+
+def test_the_plots_are_drawn_from_the_tables(tables: Path, results: Path) -> None:
+    histories = sorted(str(p) for p in (results / "train").rglob("log_history.json"))
+    names = ("scores", "forest", "length", "training", "squeezing")
+    plots.main(
+        ["--table1", str(tables / "main_table1.csv"), "--flat", str(tables / "main.csv"),
+         "--comparisons", str(tables / "main_comparisons.csv"), "--histories", *histories, "--runs", runs_json(),
+         *[arg for name in names for arg in (f"--{name}-png", str(tables / f"{name}.png"))]]
+    )  # fmt: skip
+    for name in names:
+        assert (tables / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
