@@ -77,7 +77,7 @@ def result_rows(
     return table, judge_notes(scores) + partial_notes(scores)
 
 
-SHOWN_SUFFIXES = (" SE", " n", " n_expected", " partial", " chars")  # in the CSV only
+CSV_ONLY_SUFFIXES = (" SE", " n", " n_expected", " partial")  # the markdown shows SEs as "± SE" and no counts
 
 
 def to_markdown(table: pd.DataFrame, notes: Sequence[str], scale: str, title: str = "Main results") -> str:
@@ -86,10 +86,25 @@ def to_markdown(table: pd.DataFrame, notes: Sequence[str], scale: str, title: st
 
 
 def flat_table(table: pd.DataFrame, notes: Sequence[str], scale: str, title: str) -> Table:
-    columns = [c for c in table.columns if not c.endswith(SHOWN_SUFFIXES)]
-    rows = [[_cell(row[c], row.get(f"{c} SE")) for c in columns] for _, row in table.iterrows()]
+    """The flat table's cells: value ± SE, and "(partial n/N)" in the cells of a partial result."""
+    columns = [c for c in table.columns if not c.endswith(CSV_ONLY_SUFFIXES)]
+    benchmarks = [c.removesuffix(" partial") for c in table.columns if c.endswith(" partial")]
+    benchmark_of = {label: b for b in benchmarks for label in get_benchmark(b).COLUMNS.values()}
+    rows = []
+    for _, row in table.iterrows():
+        cells = []
+        for c in columns:
+            text, b = _cell(row[c], row.get(f"{c} SE")), benchmark_of.get(c)
+            if b and _flag(row.get(f"{b} partial")) and text != "n/a":
+                text += f" (partial {row[f'{b} n']}/{row[f'{b} n_expected']})"
+            cells.append(text)
+        rows.append(cells)
     heading = title + (" (CPU scale: tiny models and shipped data, not paper numbers)" if scale == "cpu" else "")
     return Table(heading, columns, rows, list(notes), label="flat")
+
+
+def _flag(value: Any) -> bool:
+    return not _missing(value) and bool(value)
 
 
 def _missing(value: Any) -> bool:

@@ -289,6 +289,13 @@ def test_flat_table_keeps_one_row_per_run_with_lengths(tables: Path) -> None:
     aao = flat[(flat["variant"] == "mistral-base") & (flat["method"] == "aao") & (flat["seed"] == 1)].iloc[0]
     assert aao["alpaca_eval chars"] == len(" ".join(["word"] * 12))
     assert aao["AlpacaEval2 LC"] == 20.0
+    markdown = (tables / "main.md").read_text()
+    partial = next(line for line in markdown.splitlines() if line.startswith("| llama-base | simpo | 2 |"))
+    assert "45.00 ± 3.00 (partial 8/10)" in partial, "a partial result shows in its cell"
+    assert markdown.count("(partial") == 1
+    assert markdown.splitlines()[2].startswith(
+        "| variant | method | seed | AlpacaEval2 LC | AlpacaEval2 WR | alpaca_eval chars"
+    )
 
 
 def test_published_cells_are_comparable_only_at_paper_scale_on_the_same_base_model(results: Path) -> None:
