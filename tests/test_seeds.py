@@ -74,3 +74,11 @@ def test_the_dag_trains_each_seed_and_shares_reference_log_probs(checkout: Path)
     generate = re.search(r"evals\.generate --model results/train/mistral-base-seed5/dpo/model .*", run.stdout).group(0)
     assert "--seed 43" in generate, "each seed's run samples its own answers (top-level seed + replicate)"
     assert "results/eval/mistral-base-seed5/dpo/alpaca_eval.json" in run.stdout
+
+
+def test_the_judge_budget_plans_every_seed() -> None:
+    from evals.budget import evaluations
+
+    planned = {label: models for label, _, _, models in evaluations(cpu_config())}
+    assert planned["hh/harmless"] == [("hh-llama-base", "dpo"), ("hh-llama-base", "aao"),
+                                      ("hh-llama-base-seed43", "dpo"), ("hh-llama-base-seed43", "aao")]  # fmt: skip
