@@ -30,9 +30,7 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerBase, TrainerCallback
 
 from suite.engine import IGNORE, PreferenceCollator, PreferenceDataset
-
-KEY = "squeeze/top_prob"
-FINAL = "squeeze/final"
+from suite.history_keys import FINAL, KEY
 
 
 def held_out_split(

@@ -26,7 +26,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from suite.diagnostics import KEY
+from suite.history_keys import KEY
 from suite.io import atomic_path, read_json
 from suite.published import LENGTH, SQUEEZING
 from suite.tables import method_label

@@ -36,7 +36,7 @@ from typing import Any
 import pandas as pd
 
 from evals import get_benchmark
-from suite.diagnostics import FINAL
+from suite.history_keys import FINAL
 from suite.io import read_json
 from suite.published import LENGTH, SQUEEZING, Published, PublishedResult
 from suite.stats import Interval, bootstrap_difference, combine_seeds

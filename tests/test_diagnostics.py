@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import suite.train
-from suite.diagnostics import FINAL, KEY, held_out_split, top_token_probability
+from suite.diagnostics import held_out_split, top_token_probability
+from suite.history_keys import FINAL, KEY
 from suite.engine import IGNORE, PreferenceDataset
 from suite.train import run_training
 from tests.toy_preferences import TRAINING, prepare_toy_run, toy_pairs

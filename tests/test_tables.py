@@ -16,7 +16,7 @@ import pytest
 
 from evals.conversation import answer_record
 from suite import aggregate, plots
-from suite.diagnostics import FINAL, KEY
+from suite.history_keys import FINAL, KEY
 from suite.io import write_json
 from suite.models import load_tokenizer
 from suite.published import load_published

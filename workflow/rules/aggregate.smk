@@ -11,6 +11,7 @@ from suite.published import load_published
 # Checked at start: a published number without a source (or with an unknown one) stops the run here.
 PUBLISHED = load_published(config["tables"]["published"])
 TABLE_KINDS = ("table1", "vs_dpo", "aao_vs_dpo")
+BOOTSTRAP_KEYS = {"rounds": "bootstrap_rounds", "seed": "bootstrap_seed", "confidence": "confidence"}  # suite.tables.Bootstrap
 PLOT_KINDS = ("scores", "forest", "length", "training_curves", "squeezing")
 
 
@@ -142,7 +143,7 @@ rule aggregate:
         prefix=lambda w: run_prefix_flag(w.experiment),
         runs=lambda w: runs_json(w.experiment),
         models=lambda w: hub_models_json(w.experiment),
-        bootstrap=as_json({k: config["tables"][k] for k in ("bootstrap_rounds", "bootstrap_seed", "confidence")}),
+        bootstrap=as_json({k: config["tables"][key] for k, key in BOOTSTRAP_KEYS.items()}),
         control=config["tables"]["control"],
         treatment=config["tables"]["treatment"],
         results=lambda w, input: [p for p in input.results if not p.endswith(".annotations.json")],
