@@ -10,8 +10,8 @@ import torch
 
 import suite.train
 from suite.diagnostics import held_out_split, top_token_probability
-from suite.history_keys import FINAL, KEY
 from suite.engine import IGNORE, PreferenceDataset
+from suite.history_keys import FINAL, KEY
 from suite.train import run_training
 from tests.toy_preferences import TRAINING, prepare_toy_run, toy_pairs
 
