@@ -121,7 +121,7 @@ def claims_table(
                 number(i.estimate, 2, sign=True) if i else "—",
                 f"[{number(i.low, 2, sign=True)}, {number(i.high, 2, sign=True)}]" if i else "—",
                 result.verdict,
-                f"{where}; {len(evidence)} settings" if i else result.reason,
+                f"{where}; {len(evidence)} setting{'s' * (len(evidence) != 1)}" if i else result.reason,
             ]
         )
         tidy.append(

@@ -83,7 +83,11 @@ def _seed_mean(per_seed: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _contrast(treatment: np.ndarray, control: np.ndarray, relative: bool) -> np.ndarray:
-    return 100 * (treatment / control - 1) if relative else treatment - control
+    """The difference, or in % of the control (undefined, NaN, where the control is 0)."""
+    if not relative:
+        return treatment - control
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(control > 0, 100 * (treatment / np.where(control > 0, control, 1) - 1), np.nan)
 
 
 def bootstrap_difference(
@@ -101,7 +105,8 @@ def bootstrap_difference(
     Items are those every run scored. Draw order (reproduced by the tests):
     the treatment's item resample (B, n), then, unpaired, the control's; then
     the treatment's seed resample and the control's, where a model has
-    several seeds.
+    several seeds. A relative difference leaves out resamples whose control
+    is 0 (undefined); its estimate is NaN when the control's own mean is 0.
     """
     items = common_items([*treatment, *control])
     t_sums, t_counts = _aligned(treatment, items)
@@ -114,7 +119,10 @@ def bootstrap_difference(
     t_stat = _seed_mean(_per_seed(t_sums, t_counts, t_idx), rng)
     c_stat = _seed_mean(_per_seed(c_sums, c_counts, c_idx), rng)
     tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(_contrast(t_stat, c_stat, relative), [tail, 100 - tail])
+    contrasts = _contrast(t_stat, c_stat, relative)
+    if np.isnan(contrasts).all():
+        return Interval(float(estimate), math.nan, math.nan, n)
+    low, high = np.nanpercentile(contrasts, [tail, 100 - tail])  # relative: rounds with a 0 control are undefined
     return Interval(float(estimate), float(low), float(high), n)
 
 

@@ -612,13 +612,13 @@ def comparison_notes(compared: pd.DataFrame, control: str) -> list[str]:
         "same prompts (questions for MT-Bench, prompts for the harmless rate; Arena-Hard resamples questions "
         "with their battles); * the interval excludes 0.",
     ]
-    if len(compared):
-        paired = (compared["high"] - compared["low"]).median()
-        unpaired = (compared["unpaired_high"] - compared["unpaired_low"]).median()
-        notes.append(
-            f"Median interval width: {number(paired, 2)} paired, {number(unpaired, 2)} unpaired "
-            "(the two models' items resampled independently)."
-        )
+    widths = [
+        f"{label} {number((part['high'] - part['low']).median(), 2)} paired, "
+        f"{number((part['unpaired_high'] - part['unpaired_low']).median(), 2)} unpaired"
+        for label, part in compared.groupby("label", sort=False)
+    ]
+    if widths:
+        notes.append(f"Median interval width: {'; '.join(widths)} (unpaired: each model's items resampled on its own).")
     if (compared["seeds"] > 1).any() or (compared["control_seeds"] > 1).any():
         notes.append("With several seeds each round also resamples each model's seeds, so seed variance is included.")
     return notes
@@ -635,11 +635,13 @@ def treatment_table(compared: pd.DataFrame, published: Published, title: str, co
         row = [published.label(variant)]
         for kind in kinds:
             match = mine[(mine["setting"] == variant) & (mine["benchmark"] == kind)]
-            row.append(interval_text(_interval(match.iloc[0])) if len(match) else "—")
+            digits = 2 if kind == SQUEEZING else 1  # probability differences of a few hundredths of a point
+            row.append(interval_text(_interval(match.iloc[0]), digits) if len(match) else "—")
         rows.append(row)
     notes = [
         f"{method_label(treatment)} minus {method_label(control)} with paired 95% bootstrap intervals; * excludes 0.",
-        "Length: mean response length in the model's tokens, in % of the control's (paired over prompts).",
+        "Length: mean response length in the model's tokens, in % of the control's (paired over prompts; n/a "
+        "where the control's answers are empty).",
         "Top-token prob: the policy's mean probability of its top token on held-out responses at the end of "
         "training, in percentage points (suite/diagnostics.py); lower means less squeezing.",
     ]

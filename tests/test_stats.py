@@ -123,3 +123,12 @@ def test_seed_combination_by_hand() -> None:
     assert se == pytest.approx(math.sqrt(17 / 3 + 16 / 3))
     assert combine_seeds([40.0], [2.0]) == (40.0, 2.0)
     assert combine_seeds([40.0, 41.0], [2.0, None]) == (40.5, None)
+
+
+def test_a_relative_difference_against_a_zero_control_is_undefined_not_infinite() -> None:
+    empty = bootstrap_difference([series([5.0] * 8)], [series([0.0] * 8)], relative=True)
+    assert math.isnan(empty.estimate) and math.isnan(empty.low) and math.isnan(empty.high)
+    sparse = [0.0] * 7 + [10.0]  # most resamples of the control are 0: those rounds are left out
+    interval = bootstrap_difference([series([20.0] * 8)], [series(sparse)], relative=True, rounds=500)
+    assert interval.estimate == pytest.approx(100 * (20 / (10 / 8) - 1))
+    assert math.isfinite(interval.low) and math.isfinite(interval.high)
