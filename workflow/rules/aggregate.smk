@@ -84,10 +84,10 @@ def seeds_text(experiment):
     return ", ".join(map(str, seeds))
 
 
-def items_label(wildcards, input):
-    """Items scored per benchmark (of those its prompt set holds), read at report time from the results."""
+def items_scored(results):
+    """Items scored per benchmark (of those its prompt set holds), from the result files."""
     counts = {}
-    for path in input.results:
+    for path in results:
         if path.endswith(".annotations.json"):
             continue
         result = json.load(open(path))
@@ -98,13 +98,13 @@ def items_label(wildcards, input):
 
 
 def table_report(experiment_file, caption, what):
-    return report(
-        experiment_file,
-        caption=f"../report/{caption}.rst",
-        category="{experiment}",
-        subcategory="Tables",
-        labels={"table": what, "items scored": items_label},
-    )
+    """A table marked for the report; its labels are read when the report is built (the results exist then)."""
+
+    def labels(wildcards, input):
+        return {"table": what, "items scored": items_scored(input.results)}
+
+    return report(experiment_file, caption=f"../report/{caption}.rst", category="{experiment}", subcategory="Tables",
+                  labels=labels)  # fmt: skip
 
 
 def plot_report(experiment_file, caption, what):
