@@ -326,3 +326,17 @@ def test_the_plots_are_drawn_from_the_tables(tables: Path, results: Path) -> Non
     )  # fmt: skip
     for name in names:
         assert (tables / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_an_experiment_without_the_control_or_the_treatment_still_gets_its_tables(
+    results: Path, tmp_path: Path
+) -> None:
+    paths = [p for p in result_paths(results) if "/simpo/" in p]
+    aggregate.main(
+        ["--results", *paths, "--scale", "cpu", "--csv", str(tmp_path / "x.csv"), "--md", str(tmp_path / "x.md"),
+         "--runs", runs_json(), "--paper-prefix", str(tmp_path / "x"), "--published", str(PUBLISHED)]
+    )  # fmt: skip
+    assert pd.read_csv(tmp_path / "x_comparisons.csv").empty
+    assert "| SimPO |" in (tmp_path / "x_table1.md").read_text()
+    assert (tmp_path / "x_vs_dpo.md").read_text().startswith("# Main results: every method − DPO")
+    assert (tmp_path / "x_aao_vs_dpo.tex").exists()
