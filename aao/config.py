@@ -84,4 +84,36 @@ def _one_of(name: str, value: str, valid: tuple[str, ...]) -> None:
 
 DEFAULTS: dict[str, Any] = asdict(AAOConfig())
 
-__all__ = ["DEFAULTS", "AAOConfig"]
+_POSITIVE = {"type": "number", "exclusiveMinimum": 0}
+_UNIT = {"type": "number", "minimum": 0, "maximum": 1}
+# The JSON Schema of every knob (checked when the workflow starts); rules across knobs: AAOConfig.__post_init__.
+PARAMS_SCHEMA: dict[str, dict[str, Any]] = {
+    "beta": _POSITIVE,
+    "representation": {"enum": list(REPRESENTATIONS)},
+    "reduction": {"enum": list(REDUCTIONS)},
+    "minmax_eps": _POSITIVE,
+    "w_min": _UNIT,
+    "w_max": {"type": "number", "minimum": 1},
+    "gating": {"enum": list(GATINGS)},
+    "tau": _POSITIVE,
+    "renormalise": {"type": "boolean"},
+    "thresholds": {"enum": list(THRESHOLDS)},
+    "fixed_a": _UNIT,
+    "fixed_b": _UNIT,
+    "aw_features": {"enum": list(AW_FEATURES)},
+    "aw_hidden": {"type": "integer", "minimum": 1},
+    "aw_learning_rate": _POSITIVE,
+    "contrastive": {"type": "boolean"},
+    "lambda_con": {"type": "number", "minimum": 0},
+    "reward": {"type": "boolean"},
+    "lambda_rew": {"type": "number", "minimum": 0},
+    "reward_reduction": {"enum": list(REWARD_REDUCTIONS)},
+}
+
+
+def check_params(params: Mapping[str, Any]) -> None:
+    """The rules that span several knobs (w_min <= 1 <= w_max, fixed_b < fixed_a ...): AAOConfig's own checks."""
+    AAOConfig.from_params(params)
+
+
+__all__ = ["DEFAULTS", "PARAMS_SCHEMA", "AAOConfig", "check_params"]

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from aao.config import DEFAULTS, AAOConfig
+from aao.config import DEFAULTS, PARAMS_SCHEMA, AAOConfig, check_params
 from aao.losses import chosen_reward, contrastive_terms, preference_term, reward_loss, total_loss
 from aao.similarity import response_representations, token_similarity
 from aao.thresholds import (
@@ -127,6 +127,8 @@ METHOD = Method(
     loss=aao_loss,
     reference="precomputed",
     defaults=dict(DEFAULTS),
+    params_schema=PARAMS_SCHEMA,
+    check_params=check_params,
     needs_hidden_states=True,
     needs_logits=True,  # views of the forward's logits, for the AW entropy features
     description="Ambiguity Awareness Optimization: DPO with similarity-based token weights and adaptive thresholds",

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import torch.nn.functional as F
 from torch import Tensor
 
-from baselines.registry import Method
+from baselines.registry import POSITIVE, Method
 from suite.engine import LossOutput, PreferenceBatch, dpo_metrics
 
 
@@ -70,5 +70,6 @@ METHOD = Method(
     loss=dpo_loss,
     reference="precomputed",
     defaults={"beta": 0.01},
+    params_schema={"beta": POSITIVE},
     description="Direct Preference Optimization, sigmoid loss (TRL loss_type='sigmoid')",
 )

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from baselines.dpo import weighted_dpo_by_record
-from baselines.registry import Method
+from baselines.registry import NON_NEGATIVE, POSITIVE, Method, ordered
 from suite.engine import LossOutput, PreferenceBatch
 
 
@@ -54,5 +54,7 @@ METHOD = Method(
     loss=dpo_random_loss,
     reference="precomputed",
     defaults={"beta": 0.01, "low": 0.7, "high": 1.3, "seed": 42},
+    params_schema={"beta": POSITIVE, "low": NON_NEGATIVE, "high": NON_NEGATIVE, "seed": {"type": "integer"}},
+    check_params=ordered("low", "high"),
     description="DPO with i.i.d. U(low, high) token weights, seeded per (record, side, token): the random control",
 )

@@ -10,7 +10,7 @@ log-ratios.
 from __future__ import annotations
 
 from baselines.dpo import weighted_logratios
-from baselines.registry import Method
+from baselines.registry import POSITIVE, Method
 from suite.engine import LossOutput, PreferenceBatch, dpo_metrics
 
 
@@ -27,5 +27,6 @@ METHOD = Method(
     loss=ipo_loss,
     reference="precomputed",
     defaults={"tau": 0.1},
+    params_schema={"tau": POSITIVE},
     description="Identity Preference Optimisation, token-averaged log-ratios (TRL loss_type='ipo', beta = tau)",
 )

@@ -26,7 +26,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from baselines.dpo import weighted_logratios
-from baselines.registry import Method
+from baselines.registry import POSITIVE, Method
 from suite.engine import LossOutput, PreferenceBatch, dpo_metrics
 
 
@@ -62,6 +62,7 @@ METHOD = Method(
     loss=kto_loss,
     reference="live",
     defaults={"beta": 0.01, "desirable_weight": 1.0, "undesirable_weight": 1.0},
+    params_schema={"beta": POSITIVE, "desirable_weight": POSITIVE, "undesirable_weight": POSITIVE},
     description="Kahneman-Tversky Optimisation on unpaired chosen/rejected examples (TRL KTOTrainer, loss_type='kto')",
     needs_mismatched_pairs=True,
 )

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import jsonschema
+
 METHODS: dict[str, str] = {
     "aao": "aao.method",
     "dpo": "baselines.dpo",
@@ -26,6 +28,20 @@ METHODS: dict[str, str] = {
 }
 
 Reference = Literal["none", "precomputed", "live"]
+
+# Building blocks of the methods' parameter schemas (JSON Schema, checked with jsonschema).
+POSITIVE = {"type": "number", "exclusiveMinimum": 0}
+NON_NEGATIVE = {"type": "number", "minimum": 0}
+UNIT_INTERVAL = {"type": "number", "minimum": 0, "maximum": 1}
+COUNT = {"type": "integer", "minimum": 1}
+
+
+class MethodParamsError(ValueError):
+    """A method's hyperparameters do not fit its schema: ``name`` is the parameter ("" for a rule across several)."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name}: {problem}" if name else problem)
+        self.name, self.problem = name, problem
 
 
 @dataclass(frozen=True)
@@ -47,6 +63,11 @@ class Method:
     per-record artifact built by its own rule before training (TIS-DPO's
     token weights): ``suite.train --artifact`` loads it, checks its
     tokenisation and hands it to the loss as ``artifact=``.
+    ``params_schema`` declares every hyperparameter (a JSON Schema per
+    name: type, range, valid values) so that a config slip fails when the
+    workflow starts, not hours into a job; ``check_params`` adds the rules
+    that span several parameters (e.g. ``low <= high``) and raises
+    ``ValueError``. :meth:`resolve_params` applies both.
     """
 
     name: str
@@ -59,6 +80,37 @@ class Method:
     needs_logits: bool = False
     needs_mismatched_pairs: bool = False
     artifact: str | None = None
+    params_schema: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    check_params: Callable[[Mapping[str, Any]], None] | None = None
+
+    def resolve_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The method's defaults under ``params``, checked against its schema; raises MethodParamsError."""
+        merged = {**self.defaults, **params}
+        unknown = sorted(set(merged) - set(self.params_schema))
+        if unknown:
+            raise MethodParamsError(
+                "", f"unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(self.params_schema))}"
+            )
+        schema = {"type": "object", "properties": dict(self.params_schema), "additionalProperties": False}
+        error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(merged))
+        if error is not None:
+            raise MethodParamsError("/".join(str(p) for p in error.absolute_path), error.message)
+        if self.check_params is not None:
+            try:
+                self.check_params(merged)
+            except ValueError as exc:
+                raise MethodParamsError("", str(exc)) from None
+        return merged
+
+
+def ordered(low: str, high: str) -> Callable[[Mapping[str, Any]], None]:
+    """A ``check_params`` rule: parameter ``low`` must not exceed parameter ``high``."""
+
+    def check(params: Mapping[str, Any]) -> None:
+        if params[low] > params[high]:
+            raise ValueError(f"need {low} <= {high}, got {low}={params[low]}, {high}={params[high]}")
+
+    return check
 
 
 def method_names() -> list[str]:

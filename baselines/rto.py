@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from baselines.registry import Method
+from baselines.registry import COUNT, NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, Method
 
 
 def last_token_index(mask: Tensor) -> Tensor:
@@ -107,4 +107,28 @@ METHOD = Method(
         "reward_batch_size": 8,
     },
     description="RTO: PPO with dense DPO token rewards, a KL penalty and a final reward-model score (suite.rto)",
+    params_schema={
+        "beta_1": POSITIVE,
+        "reward_clip": POSITIVE,
+        "kl_coef": NON_NEGATIVE,
+        "score_coef": {"type": "number"},
+        "actor_lr": POSITIVE,
+        "critic_lr": POSITIVE,
+        "rollout_batch_size": COUNT,
+        "mini_batch_size": COUNT,
+        "ppo_epochs": COUNT,
+        "gamma": UNIT_INTERVAL,
+        "lam": UNIT_INTERVAL,
+        "cliprange": POSITIVE,
+        "cliprange_value": POSITIVE,
+        "max_grad_norm": POSITIVE,
+        "whiten_advantages": {"type": "boolean"},
+        "max_new_tokens": COUNT,
+        "critic_init": {"enum": ["reward_model", "policy"]},
+        "reward_model": {"type": ["string", "null"]},
+        # a partial training block over the variant's (checked against the training schema by suite.config)
+        "reward_model_training": {"type": "object"},
+        "reward_model_held_out": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+        "reward_batch_size": COUNT,
+    },
 )

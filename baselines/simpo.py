@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from baselines.registry import Method
+from baselines.registry import NON_NEGATIVE, POSITIVE, Method
 from suite.engine import LossOutput, PreferenceBatch
 
 
@@ -45,5 +45,10 @@ METHOD = Method(
     loss=simpo_loss,
     reference="none",
     defaults={"beta": 2.0, "gamma_beta_ratio": 0.5, "label_smoothing": 0.0},
+    params_schema={
+        "beta": POSITIVE,
+        "gamma_beta_ratio": NON_NEGATIVE,
+        "label_smoothing": {"type": "number", "minimum": 0, "exclusiveMaximum": 0.5},
+    },
     description="SimPO, length-normalised and reference-free (TRL CPOTrainer loss_type='simpo', cpo_alpha=0)",
 )

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from baselines.dpo import weighted_logratios
-from baselines.registry import Method
+from baselines.registry import COUNT, NON_NEGATIVE, POSITIVE, Method
 from suite.engine import LossOutput, PreferenceBatch, dpo_metrics
 
 
@@ -90,6 +90,7 @@ METHOD = Method(
     loss=tdpo_loss,
     reference="live",
     defaults={"beta": 0.1, "alpha": 0.5, "variant": 2, "kl_chunk_size": 256},
+    params_schema={"beta": POSITIVE, "alpha": NON_NEGATIVE, "variant": {"enum": [1, 2]}, "kl_chunk_size": COUNT},
     description="Token-level DPO (TDPO1 / TDPO2 by `variant`), full-vocabulary sequential KL to a live reference",
     needs_logits=True,
 )

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from baselines.dpo import weighted_dpo_by_record
-from baselines.registry import Method
+from baselines.registry import NON_NEGATIVE, POSITIVE, Method, ordered
 from suite.engine import LossOutput, PreferenceBatch
 
 TRANSFORMS = ("rank", "clip")
@@ -150,6 +150,15 @@ METHOD = Method(
     loss=tis_dpo_loss,
     reference="precomputed",
     defaults={"beta": 0.1, "contrastive_beta": 0.1, "transform": "rank", "low": 0.7, "high": 1.3, "clip": 1.5},
+    params_schema={
+        "beta": POSITIVE,
+        "contrastive_beta": POSITIVE,
+        "transform": {"enum": list(TRANSFORMS)},
+        "low": NON_NEGATIVE,
+        "high": NON_NEGATIVE,
+        "clip": POSITIVE,
+    },
+    check_params=ordered("low", "high"),
     description="DPO with token weights from a DPO and a reverse-DPO model (weights: suite.tis_weights)",
     artifact="tis_weights",
 )

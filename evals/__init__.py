@@ -7,8 +7,13 @@ header), ``ERRORS`` (result key -> the result key of its standard error),
 ``write_outputs(prompts_path, responses, generator, out)`` and
 ``item_scores(annotations_path)`` (one outcome per item, on the table's scale,
 for the paired intervals of ``suite.tables``; it raises ``NotImplementedError``
-where the score is not a mean of per-item outcomes). Modules are imported
-lazily so that listing names imports neither torch nor alpaca_eval.
+where the score is not a mean of per-item outcomes). A judged
+benchmark also has ``OPTIONS`` (its options' defaults, ``allow_partial``
+among them), writes the completeness keys of :mod:`evals.results` into every
+result, and says what one judge reply is expected to cost in tokens
+(``EXPECTED_JUDGE_OUTPUT_TOKENS``, or ``expected_judge_output_tokens(options)``)
+for :mod:`evals.budget`. Modules are imported lazily so that listing names
+imports neither torch nor alpaca_eval.
 """
 
 from __future__ import annotations

@@ -4,9 +4,11 @@ The paper claims AAO's gains come without markedly longer responses, and
 judges are known to favour length, so every score in the tables sits beside
 its mean response length. Generation files come in two layouts: alpaca_eval's
 (and the HH benchmarks') records with an ``output``, and FastChat's answer
-records whose first choice holds the turns (MT-Bench, Arena-Hard); an item's
-length is the sum over its turns. Items are indexed by their position in the
-file, which is their position in the prompt set.
+records whose first choice holds the turns (MT-Bench, Arena-Hard v0.1), or
+arena-hard-auto's current ``uid``/``messages`` layout (Arena-Hard v2.0), read
+by the benchmark modules' own parsers; an item's length is the sum over its
+turns. Items are indexed by their position in the file, which is their
+position in the prompt set.
 """
 
 from __future__ import annotations
@@ -16,21 +18,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from evals.conversation import answer_turns, read_records
+from evals.records import numbered, read_records
 
 Tokenize = Callable[[str], int]
 
 
 def response_texts(path: str | Path) -> list[list[str]]:
     """Each item's response turns from a generation file (either layout)."""
+    from evals.arena_hard import any_layout_answer
+
     texts = []
-    for number, record in enumerate(read_records(path), start=1):
-        if "output" in record:
-            texts.append([str(record["output"])])
-        elif "choices" in record:
-            texts.append(answer_turns(record))
-        else:
-            raise ValueError(f"{path}: record {number}: field 'output' (or 'choices') is missing")
+    for where, record in numbered(read_records(path), str(path)):
+        texts.append([str(record["output"])] if "output" in record else any_layout_answer(record, where).turns)
     return texts
 
 

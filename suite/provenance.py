@@ -21,8 +21,8 @@ Identities are JSON-able mappings:
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
-import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -89,8 +89,9 @@ def identity(path: str | Path) -> dict[str, Any]:
         target = json.loads((path / POINTER).read_text())
         inner = target["name_or_path"]
         extra = {k: v for k, v in target.items() if k not in ("name_or_path", "revision") and v is not None}
-        if Path(inner).is_dir():
-            return {**extra, "target": identity(inner)}
+        if Path(inner).is_dir():  # the content recorded when the pointer was made (its rule reruns when it changes)
+            recorded = extra.pop("content", None)
+            return {**extra, "target": recorded or identity(inner)}
         return {**extra, "hub": inner, "revision": target.get("revision")}
     if path.is_dir():
         stamp = read_stamp(path)
@@ -99,12 +100,15 @@ def identity(path: str | Path) -> dict[str, Any]:
 
 
 def code_version(modules: Iterable[str]) -> str:
-    """Hash of the source of the named (imported) modules: a changed loss or engine never resumes old work."""
+    """Hash of the source of the named modules: a changed loss or engine never resumes old work.
+
+    Found by name (``python -m suite.sft`` runs as ``__main__``, but its file is the same).
+    """
     h = hashlib.sha256()
     for name in sorted(set(modules)):
-        source = getattr(sys.modules[name], "__file__", None)
-        if source:
-            h.update(name.encode() + b"\0" + Path(source).read_bytes())
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin and Path(spec.origin).is_file():
+            h.update(name.encode() + b"\0" + Path(spec.origin).read_bytes())
     return h.hexdigest()[:16]
 
 

@@ -1,7 +1,12 @@
 """Reference per-token log-probs, computed once per (variant, dataset) and reused by every method.
 
 The file stores, for every record id, the reference's log-prob of each
-response token, plus the tokenisation fingerprint they were computed under.
+response token, with the provenance they were computed under (the model's and
+the data's identities, the tokenisation fingerprint and the precision: weights'
+dtype and autocast). Training refuses a file whose provenance differs from its
+own, naming what differs, and the reference is computed under the precision
+training uses, so that at step 1, with the policy equal to the reference, the
+log-ratios are ~0.
 """
 
 from __future__ import annotations
@@ -15,47 +20,85 @@ from typing import Any
 import torch
 from torch import Tensor
 from tqdm import tqdm
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from suite.engine import PreferenceCollator, PreferenceDataset, forward_batch, tokenization_fingerprint
+from suite.engine import (
+    PreferenceCollator,
+    PreferenceDataset,
+    autocast,
+    forward_batch,
+    precision,
+    tokenization_fingerprint,
+)
 from suite.io import atomic_path, read_jsonl
 from suite.models import load_model, load_tokenizer
+from suite.processes import gather_mapping, job_processes, my_share
+from suite.provenance import differences, identity
 
 
 @torch.no_grad()
 def reference_logps(
-    model: PreTrainedModel, dataset: PreferenceDataset, pad_token_id: int, batch_size: int
+    model: PreTrainedModel,
+    dataset: PreferenceDataset,
+    pad_token_id: int,
+    batch_size: int,
+    numeric: Mapping[str, Any] | None = None,
 ) -> dict[str, dict[str, Tensor]]:
-    """Per-response-token log-probs of ``model`` for every pair of ``dataset``, keyed by record id."""
+    """Per-response-token log-probs of ``model`` for every pair of ``dataset``, keyed by record id.
+
+    ``numeric`` is the training block's :func:`~suite.engine.precision` (default: no autocast). In a job of
+    several processes each computes its share of the batches (the same batches one process would) and every
+    process returns them all (:mod:`suite.processes`).
+    """
     model.eval()
     collator = PreferenceCollator(pad_token_id)
+    numeric = numeric or {"autocast": None}
+    processes = job_processes()
     out: dict[str, dict[str, Tensor]] = {}
-    starts = range(0, len(dataset), batch_size)
-    for start in tqdm(starts, desc="reference log-probs", unit="batch"):
+    starts = list(range(0, len(dataset), batch_size))
+    mine = [starts[i] for i in my_share(len(starts), processes)]
+    for start in tqdm(mine, desc="reference log-probs", unit="batch", disable=not processes.is_local_main_process):
         items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         inputs = {k: v.to(model.device) if isinstance(v, Tensor) else v for k, v in collator(items).items()}
-        logps, mask, _ = forward_batch(model, inputs)
+        with autocast(numeric, model.device):
+            logps, mask, _ = forward_batch(model, inputs)
         for row, item in enumerate(items):
             chosen, rejected = row, row + len(items)
             out[item["id"]] = {
-                "chosen": logps[chosen][mask[chosen].bool()].cpu(),
-                "rejected": logps[rejected][mask[rejected].bool()].cpu(),
+                "chosen": logps[chosen][mask[chosen].bool()].float().cpu(),
+                "rejected": logps[rejected][mask[rejected].bool()].float().cpu(),
             }
-    return out
+    return gather_mapping(out, processes)
 
 
-def save_reference(path: Path, logps: Mapping[str, Any], fingerprint: str, model_dir: str) -> None:
+def reference_provenance(
+    model_dir: Path, data: Path, tokenizer: PreTrainedTokenizerBase, training: Mapping[str, Any]
+) -> dict[str, Any]:
+    """What determines the reference log-probs of ``data`` under the model for a training block."""
+    return {
+        "model": identity(model_dir),
+        "data": identity(data),
+        "tokenisation": tokenization_fingerprint(tokenizer, training["max_length"], training["max_prompt_length"]),
+        "precision": precision(training),
+    }
+
+
+def save_reference(path: Path, logps: Mapping[str, Any], provenance: Mapping[str, Any]) -> None:
     with atomic_path(path) as tmp:
-        torch.save({"fingerprint": fingerprint, "model": model_dir, "logps": dict(logps)}, tmp)
+        torch.save({"provenance": dict(provenance), "logps": dict(logps)}, tmp)
 
 
-def load_reference(path: Path, fingerprint: str) -> dict[str, dict[str, Tensor]]:
-    """Load stored reference log-probs, refusing ones computed under another tokenisation."""
+def load_reference(path: Path, expected: Mapping[str, Any]) -> dict[str, dict[str, Tensor]]:
+    """Load stored reference log-probs, refusing ones computed under another provenance (the differences named)."""
     stored = torch.load(path, weights_only=True)
-    if stored["fingerprint"] != fingerprint:
+    found = stored.get("provenance")
+    if found is None:
+        raise ValueError(f"{path}: reference log-probs without a provenance (an older suite made them); rerun its rule")
+    changed = differences(found, expected)
+    if changed:
         raise ValueError(
-            f"{path}: reference log-probs were computed with tokenisation {stored['fingerprint']}, "
-            f"training uses {fingerprint}; rerun the reference rule"
+            f"{path}: the reference log-probs were computed under other settings than training uses "
+            f"(stored -> training): {'; '.join(changed)}; rerun the reference rule"
         )
     return stored["logps"]
 
@@ -68,14 +111,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     training = json.loads(args.training)
+    processes = job_processes()
     tokenizer = load_tokenizer(args.model)
-    model = load_model(args.model, training.get("dtype", "float32"))
-    if torch.cuda.is_available():
-        model = model.to("cuda")
+    model = load_model(args.model, training.get("dtype", "float32")).to(processes.device)
     dataset = PreferenceDataset(read_jsonl(args.data), tokenizer, training["max_length"], training["max_prompt_length"])
-    logps = reference_logps(model, dataset, tokenizer.pad_token_id, training["reference_batch_size"])
-    fingerprint = tokenization_fingerprint(tokenizer, training["max_length"], training["max_prompt_length"])
-    save_reference(args.out, logps, fingerprint, str(args.model))
+    batch_size = training["reference_batch_size"]
+    logps = reference_logps(model, dataset, tokenizer.pad_token_id, batch_size, precision(training))
+    if processes.is_main_process:
+        save_reference(args.out, logps, reference_provenance(args.model, args.data, tokenizer, training))
 
 
 if __name__ == "__main__":

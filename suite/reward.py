@@ -50,7 +50,8 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from suite.io import atomic_dir, read_jsonl, write_json, write_jsonl
-from suite.models import CHAT_TEMPLATE, POINTER, resolve
+from suite.models import CHAT_TEMPLATE, POINTER, fetch_checkpoint, resolve
+from suite.provenance import identity
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,13 @@ def reward_source(reward: str | Path, revision: str | None = None, trust_remote_
     return {"name_or_path": str(reward), "revision": revision, "trust_remote_code": trust_remote_code}
 
 
-def write_reward_pointer(out: Path, hub_id: str, revision: str | None, trust_remote_code: bool) -> None:
-    """Make ``out`` a reward-model stage referring to a hub checkpoint (read by :func:`reward_source`)."""
+def write_reward_pointer(
+    out: Path, hub_id: str, revision: str | None, trust_remote_code: bool, **recorded: Any
+) -> None:
+    """Make ``out`` a reward-model stage referring to a hub checkpoint or local directory (see :func:`reward_source`).
+
+    ``recorded``: what the target resolved to (:func:`suite.models.fetch_checkpoint`).
+    """
     with atomic_dir(out) as tmp:
         write_json(
             tmp / POINTER,
@@ -90,6 +96,7 @@ def write_reward_pointer(out: Path, hub_id: str, revision: str | None, trust_rem
                 "revision": revision,
                 "chat_template": None,
                 "trust_remote_code": trust_remote_code,
+                **recorded,
             },
         )
 
@@ -249,8 +256,26 @@ def train_reward_model(
     from trl import RewardConfig, RewardTrainer
 
     from suite.models import load_tokenizer
-    from suite.trainer_utils import last_checkpoint, save_trained, trainer_fields
+    from suite.trainer_utils import (
+        CompleteCheckpoints,
+        init_processes,
+        last_checkpoint,
+        run_directory,
+        run_provenance,
+        save_trained,
+        trainer_fields,
+        training_provenance,
+    )
 
+    init_processes(training)
+    provenance = run_provenance(
+        "reward model",
+        ["suite.reward"],
+        training=training_provenance(training),
+        held_out=held_out,
+        base=identity(base_dir),
+        data=identity(data),
+    )
     seed = int(training.get("seed", 42))
     train_records, held_records = split_held_out(read_jsonl(data), held_out, seed)
     tokenizer = load_tokenizer(base_dir)  # chat template and pad token guaranteed
@@ -263,7 +288,8 @@ def train_reward_model(
         dtype=getattr(torch, training.get("dtype", "float32")),
     )
     model.config.pad_token_id = tokenizer.pad_token_id
-    fields = {"bf16": False, **trainer_fields(training, checkpoints)}  # TRL's configs default to bf16, the suite's not
+    run = run_directory(checkpoints, provenance)
+    fields = {"bf16": False, **trainer_fields(training, run)}  # TRL's configs default to bf16, the suite's not
     args = RewardConfig(**fields, max_length=training.get("max_length", 1024))
     trainer = RewardTrainer(
         model=model,
@@ -271,8 +297,9 @@ def train_reward_model(
         train_dataset=Dataset.from_list(_pairs(train_records)),
         eval_dataset=Dataset.from_list(_pairs(held_records)) if held_records else None,
         processing_class=tokenizer,
+        callbacks=[CompleteCheckpoints()],
     )
-    trainer.train(resume_from_checkpoint=last_checkpoint(checkpoints))
+    trainer.train(resume_from_checkpoint=last_checkpoint(run))
     report: dict[str, Any] = {
         "train_pairs": len(train_records),
         "train_pairs_within_max_length": len(trainer.train_dataset),  # the trainer drops longer pairs
@@ -281,7 +308,7 @@ def train_reward_model(
     if held_records:
         report["held_out_pairs_within_max_length"] = len(trainer.eval_dataset)
         report["trainer"] = trainer.evaluate()
-    save_trained(trainer, tokenizer, out)
+    save_trained(trainer, tokenizer, out, provenance)
     history = trainer.state.log_history
     is_main = trainer.accelerator.is_main_process
     del trainer, model
@@ -323,11 +350,8 @@ def _cmd_score(args: argparse.Namespace) -> None:
 
 
 def _cmd_pointer(args: argparse.Namespace) -> None:
-    if args.download:
-        from huggingface_hub import snapshot_download
-
-        snapshot_download(args.hub, revision=args.revision)
-    write_reward_pointer(args.out, args.hub, args.revision, args.trust_remote_code)
+    recorded = fetch_checkpoint(args.hub, args.revision, args.download)
+    write_reward_pointer(args.out, args.hub, args.revision, args.trust_remote_code, **recorded)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -355,8 +379,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     sc.add_argument("--out", type=Path, required=True)
     sc.set_defaults(func=_cmd_score)
 
-    ptr = sub.add_parser("pointer", help="a hub reward model as a workflow stage")
-    ptr.add_argument("--hub", required=True)
+    ptr = sub.add_parser("pointer", help="a hub reward model (or a local checkpoint directory) as a workflow stage")
+    ptr.add_argument("--hub", required=True, help="a hub id or a local checkpoint directory")
     ptr.add_argument("--revision")
     ptr.add_argument("--trust-remote-code", action="store_true")
     ptr.add_argument("--download", action="store_true")

@@ -22,8 +22,10 @@ AdamW at ``actor_lr`` / ``critic_lr`` (constant; the training block's
 Prompts: the data's prompts in a seeded order per epoch, ``rollout_batch_size``
 per process and iteration; the number of iterations is ``max_steps`` if set,
 else ``num_train_epochs`` passes over the prompts. Iteration i seeds its own
-sampling, so a run resumed from ``<checkpoints>/state.pt`` (written every
-``save_steps`` iterations; single process or DDP) continues where it stopped.
+sampling, so a run resumed from ``<checkpoints>/run-<fingerprint>/state.pt``
+(written every ``save_steps`` iterations; single process or DDP; the
+fingerprint covers every input and setting, see :mod:`suite.trainer_utils`)
+continues where it stopped.
 Sharded (FSDP) runs are not checkpointed mid-run.
 
 The log history has one entry per iteration: ``loss`` (policy + value loss),
@@ -54,22 +56,13 @@ from baselines.rto import METHOD, token_rewards
 from suite.engine import IGNORE, forward_outputs, tokenization_fingerprint
 from suite.io import atomic_dir, atomic_path, read_jsonl, write_json
 from suite.models import load_model, load_tokenizer, resolve
+from suite.provenance import identity, write_stamp
 from suite.reward import load_reward_model, reward_source
+from suite.trainer_utils import init_processes, project_modules, run_directory, run_provenance, training_provenance
 
 log = logging.getLogger(__name__)
 STATE = "state.pt"
 PPO_KEYS = ("gamma", "lam", "cliprange", "cliprange_value", "ppo_epochs", "mini_batch_size", "max_grad_norm")
-
-
-def rto_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """RTO's defaults under the config's values; an unknown key is an error (a typo would silently do nothing)."""
-    unknown = set(params) - set(METHOD.defaults)
-    if unknown:
-        raise ValueError(f"rto: unknown parameters {sorted(unknown)}; valid: {', '.join(sorted(METHOD.defaults))}")
-    merged = {**METHOD.defaults, **params}
-    if merged["critic_init"] not in ("reward_model", "policy"):
-        raise ValueError(f"rto: critic_init must be 'reward_model' or 'policy', got {merged['critic_init']!r}")
-    return merged
 
 
 # ---------------------------------------------------------------- the critic
@@ -211,7 +204,7 @@ class RTOTrainer:
         data: Path,
         training: Mapping[str, Any],
     ) -> None:
-        self.params = rto_params(params)
+        self.params = METHOD.resolve_params(params)
         self.training = dict(training)
         self.seed = int(training.get("seed", 42))
         cuda = bool(training.get("cuda", False))
@@ -384,7 +377,7 @@ class RTOTrainer:
     def _mean(self, value: Tensor) -> float:
         return self.accelerator.gather_for_metrics(value.detach().float().reshape(-1)).mean().item()
 
-    def train(self, checkpoints: Path, out: Path) -> list[dict]:
+    def train(self, checkpoints: Path, out: Path, provenance: Mapping[str, Any]) -> list[dict]:
         start, history = self.load_state(checkpoints)
         save_steps = int(self.training.get("save_steps", 0) or 0)
         for iteration in range(start, self.iterations):
@@ -406,17 +399,18 @@ class RTOTrainer:
                 log.info(json.dumps(entry))
             if save_steps and (iteration + 1) % save_steps == 0 and iteration + 1 < self.iterations:
                 self.save_state(checkpoints, iteration + 1, history)
-        self.save_model(out)
+        self.save_model(out, provenance)
         return history
 
-    def save_model(self, out: Path) -> None:
-        """The trained policy and the tokenizer, published atomically (as the other trainers do)."""
+    def save_model(self, out: Path, provenance: Mapping[str, Any]) -> None:
+        """The trained policy and the tokenizer, stamped and published atomically (as the other trainers do)."""
         self.accelerator.wait_for_everyone()
         state = self.accelerator.get_state_dict(self.actor)
         if self.accelerator.is_main_process:
             with atomic_dir(out) as tmp:
                 self.accelerator.unwrap_model(self.actor).save_pretrained(tmp, state_dict=state)
                 self.tokenizer.save_pretrained(tmp)
+                write_stamp(tmp, provenance)
         self.accelerator.wait_for_everyone()
 
 
@@ -431,8 +425,19 @@ def run_rto(
     out: Path,
 ) -> list[dict]:
     """Train the RTO policy from ``model_dir``; returns the log history (one entry per PPO iteration)."""
+    init_processes(training)
+    provenance = run_provenance(
+        "rto",
+        [*project_modules("baselines"), "suite.rto", "suite.engine"],
+        params=METHOD.resolve_params(params),
+        training=training_provenance(training),
+        model=identity(model_dir),
+        dpo=identity(dpo_dir),
+        reward=identity(reward_dir),
+        data=identity(data),
+    )
     trainer = RTOTrainer(params, model_dir, dpo_dir, reward_dir, data, training)
-    return trainer.train(checkpoints, out)
+    return trainer.train(run_directory(checkpoints, provenance), out, provenance)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

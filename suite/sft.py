@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,18 +13,43 @@ from trl import SFTConfig, SFTTrainer
 
 from suite.io import read_jsonl, write_json
 from suite.models import load_model, load_tokenizer
-from suite.trainer_utils import last_checkpoint, save_trained, trainer_fields
+from suite.provenance import identity
+from suite.trainer_utils import (
+    CompleteCheckpoints,
+    init_processes,
+    last_checkpoint,
+    run_directory,
+    run_provenance,
+    save_trained,
+    trainer_fields,
+    training_provenance,
+)
 
 
 def run_sft(model_dir: Path, data: Path, training: dict, checkpoints: Path, out: Path) -> list[dict]:
     """Fine-tune on chat transcripts; returns the log history."""
+    init_processes(training)
+    provenance = run_provenance(
+        "sft",
+        ["suite.sft"],
+        training=training_provenance(training),
+        model=identity(model_dir),
+        data=identity(data),
+    )
     tokenizer = load_tokenizer(model_dir)
     model = load_model(model_dir, training.get("dtype", "float32"))
     records = [{"messages": record["messages"]} for record in read_jsonl(data)]
-    args = SFTConfig(**trainer_fields(training, checkpoints), max_length=training["max_length"])
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(records), processing_class=tokenizer)
-    trainer.train(resume_from_checkpoint=last_checkpoint(checkpoints))
-    save_trained(trainer, tokenizer, out)
+    run = run_directory(checkpoints, provenance)
+    args = SFTConfig(**trainer_fields(training, run), max_length=training["max_length"])
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(records),
+        processing_class=tokenizer,
+        callbacks=[CompleteCheckpoints()],
+    )
+    trainer.train(resume_from_checkpoint=last_checkpoint(run))
+    save_trained(trainer, tokenizer, out, provenance)
     return trainer.state.log_history
 
 
@@ -36,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--log-history", type=Path, required=True)
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     history = run_sft(args.model, args.data, json.loads(args.training), args.checkpoints, args.out)
     write_json(args.log_history, history)
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from baselines.tis_dpo import METHOD, WEIGHT_PARAMS, token_weights
-from suite.engine import PreferenceDataset, tokenization_fingerprint
+from suite.engine import PreferenceDataset, precision, tokenization_fingerprint
 from suite.io import atomic_path, read_jsonl
 from suite.models import load_model, load_tokenizer
 from suite.reference import reference_logps
@@ -51,7 +51,9 @@ def compute_tis_weights(
         model = load_model(model_dir, training.get("dtype", "float32"))  # where suite.reference puts it
         logps[name] = {
             key: {side: value.float().cpu() for side, value in sides.items()}
-            for key, sides in reference_logps(model, dataset, tokenizer.pad_token_id, batch_size).items()
+            for key, sides in reference_logps(
+                model, dataset, tokenizer.pad_token_id, batch_size, precision(training)
+            ).items()
         }
         del model
     values = token_weights(

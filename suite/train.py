@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,28 @@ from transformers import TrainingArguments
 
 from baselines import get_method
 from suite.diagnostics import squeezing_setup
-from suite.engine import PreferenceCollator, PreferenceDataset, PreferenceTrainer, tokenization_fingerprint
+from suite.engine import (
+    PreferenceCollator,
+    PreferenceDataset,
+    PreferenceTrainer,
+    tokenisation_report,
+    tokenization_fingerprint,
+)
 from suite.io import read_jsonl, write_json
 from suite.models import load_model, load_tokenizer
-from suite.reference import load_reference
-from suite.trainer_utils import last_checkpoint, save_trained, trainer_fields
+from suite.provenance import identity
+from suite.reference import load_reference, reference_provenance
+from suite.trainer_utils import (
+    CompleteCheckpoints,
+    init_processes,
+    last_checkpoint,
+    project_modules,
+    run_directory,
+    run_provenance,
+    save_trained,
+    trainer_fields,
+    training_provenance,
+)
 
 
 def run_training(
@@ -38,8 +56,21 @@ def run_training(
     the reference's log-probs with them): TIS-DPO's reverse-DPO model.
     ``artifact`` is the method's precomputed artifact (``Method.artifact``).
     """
+    init_processes(training)
     method = get_method(method_name)
-    params = {**method.defaults, **method_params}
+    params = method.resolve_params(method_params)
+    provenance = run_provenance(
+        "preference training",
+        [*project_modules("aao", "baselines"), "suite.engine"],
+        method=method_name,
+        params=params,
+        swap_pairs=swap_pairs,
+        training=training_provenance(training),
+        model=identity(model_dir),
+        data=identity(data),
+        reference=identity(reference) if reference is not None else None,
+        artifact=identity(artifact) if artifact is not None else None,
+    )
     tokenizer = load_tokenizer(model_dir)
     dtype = training.get("dtype", "float32")
     fingerprint = tokenization_fingerprint(tokenizer, training["max_length"], training["max_prompt_length"])
@@ -47,7 +78,7 @@ def run_training(
     if method.reference == "precomputed":
         if reference is None:
             raise ValueError(f"method {method_name!r} needs precomputed reference log-probs (--reference)")
-        stored = load_reference(reference, fingerprint)
+        stored = load_reference(reference, reference_provenance(model_dir, data, tokenizer, training))
     if (artifact is None) != (method.artifact is None):
         need = f"its {method.artifact} artifact (--artifact)" if method.artifact else "no artifact"
         raise ValueError(f"method {method_name!r} needs {need}")
@@ -61,18 +92,22 @@ def run_training(
     dataset = PreferenceDataset(
         records, tokenizer, training["max_length"], training["max_prompt_length"], reference=stored
     )
+    print(tokenisation_report(dataset.tokenisation, len(dataset)), flush=True)
+    run = run_directory(checkpoints, provenance)
     trainer = PreferenceTrainer(
         model=load_model(model_dir, dtype),
-        args=TrainingArguments(**trainer_fields(training, checkpoints)),
+        # A method's own modules (AAO's AW) run in the loss, outside the policy's forward: DDP then needs a static
+        # graph to reduce their gradients with the policy's.
+        args=TrainingArguments(**trainer_fields(training, run), ddp_static_graph=method.build_modules is not None),
         train_dataset=dataset,
         data_collator=PreferenceCollator(tokenizer.pad_token_id),
         method=method,
         method_params=params,
         ref_model=load_model(model_dir, dtype).eval() if method.reference == "live" else None,
-        callbacks=diagnostics,
+        callbacks=[CompleteCheckpoints(), *diagnostics],
     )
-    trainer.train(resume_from_checkpoint=last_checkpoint(checkpoints))
-    save_trained(trainer, tokenizer, out)
+    trainer.train(resume_from_checkpoint=last_checkpoint(run))
+    save_trained(trainer, tokenizer, out, provenance)
     return trainer.state.log_history
 
 
@@ -103,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--swap-pairs", action="store_true", help="swap chosen and rejected (reverse DPO)")
     parser.add_argument("--artifact", type=Path, help="the method's precomputed artifact (e.g. TIS-DPO's weights)")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     history = run_training(
         args.method,
         json.loads(args.params),

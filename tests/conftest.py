@@ -47,12 +47,42 @@ def single_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="module")
-def perturbed_models(tiny_model_dir: Path) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """The tiny model as reference and a perturbed copy as policy, so log-ratios are not zero."""
-    reference = load_model(tiny_model_dir)
+SECOND_SIZE = {
+    "hidden_size": 48,
+    "intermediate_size": 112,
+    "num_hidden_layers": 3,
+    "num_attention_heads": 6,
+    "num_key_value_heads": 3,
+    "max_position_embeddings": 512,
+}
+
+
+@pytest.fixture(scope="session")
+def second_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A differently shaped model (Mistral architecture, other widths, depth and vocabulary) for the TRL comparisons,
+    so that they cannot pass by a coincidence of one model's shapes."""
+    tokenizer = train_tokenizer(CORPUS * 20, vocab_size=400)
+    model = build_tiny_model("mistral", tokenizer, SECOND_SIZE, seed=3)
+    out = tmp_path_factory.mktemp("models") / "second-mistral"
+    save_model(model, tokenizer, out)
+    return out
+
+
+@pytest.fixture(scope="session", params=["tiny-llama", "second-mistral"])
+def trl_model_dir(request: pytest.FixtureRequest) -> Path:
+    """Each TRL comparison runs once per model shape."""
+    return request.getfixturevalue("tiny_model_dir" if request.param == "tiny-llama" else "second_model_dir")
+
+
+def perturbed_pair(model_dir: Path, seed: int = 1) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """A fresh reference (the saved model) and policy (a perturbed copy), so log-ratios are not zero.
+
+    Every call builds new objects: a comparison gives each side its own, so nothing one library touched (e.g. a
+    trainer that wraps a reference in autocast) is handed to the other.
+    """
+    reference = load_model(model_dir)
     policy = copy.deepcopy(reference)
-    torch.manual_seed(1)
+    torch.manual_seed(seed)
     with torch.no_grad():
         for param in policy.parameters():
             param.add_(0.05 * torch.randn_like(param))

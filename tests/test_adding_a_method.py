@@ -53,7 +53,7 @@ def small_config(work: Path, name: str) -> Path:
 
 def test_readme_steps_are_three_edits() -> None:
     code, registry_line, config_line = readme_steps()
-    assert "METHOD = Method(" in code
+    assert "METHOD = Method(" in code and "params_schema=" in code
     assert registry_line.startswith('"my_method": "baselines.my_method"')
     assert yaml.safe_load(config_line) == {"my_method": {"beta": 0.1}}
 

@@ -14,7 +14,7 @@ from baselines import get_method
 from baselines.ppo import PPOConfig, Rollout, finish_rollout, gae, masked_whiten, policy_loss, ppo_update, value_loss
 from baselines.rto import token_rewards
 from suite.reward import train_reward_model
-from suite.rto import pack, rto_params, run_rto
+from suite.rto import pack, run_rto
 from suite.train import run_training
 from tests.toy_preferences import TRAINING, prepare_toy_run, toy_pairs
 from tests.workflow_helpers import clean_checkout, job_counts, snakemake
@@ -223,12 +223,17 @@ def test_rto_resumes_from_its_checkpoint(models: Path):
     training = {**TRAINING, "max_steps": 3, "save_steps": 2}
     full = run_rto(RTO, root / "start", root / "dpo", root / "rm", root / "data.jsonl", training,
                    root / "checkpoints" / "full", root / "full")  # fmt: skip
-    assert (root / "checkpoints" / "full" / "state.pt").exists()
+    assert len(list((root / "checkpoints" / "full").glob("run-*/state.pt"))) == 1
     # a second run finds the checkpoint after iteration 2 and runs only iteration 3, the same way
     again = run_rto(RTO, root / "start", root / "dpo", root / "rm", root / "data.jsonl", training,
                     root / "checkpoints" / "full", root / "again")  # fmt: skip
     assert [h["step"] for h in again] == [1, 2, 3]
     assert again[2]["reward/score"] == pytest.approx(full[2]["reward/score"], rel=1e-4)
+    # another token-reward scale is another run: it starts at iteration 1 instead of resuming the old state
+    changed = run_rto({**RTO, "beta_1": 0.01}, root / "start", root / "dpo", root / "rm", root / "data.jsonl",
+                      training, root / "checkpoints" / "full", root / "changed")  # fmt: skip
+    assert len(list((root / "checkpoints" / "full").glob("run-*/state.pt"))) == 2
+    assert changed[0]["reward/return"] != pytest.approx(full[0]["reward/return"], rel=1e-4)
 
 
 def test_rto_critic_can_start_from_the_policy(models: Path):
@@ -242,9 +247,9 @@ def test_rto_critic_can_start_from_the_policy(models: Path):
 def test_rto_is_not_a_preference_loss_and_checks_its_parameters():
     with pytest.raises(TypeError, match=r"suite\.rto"):
         get_method("rto").loss(None)
-    with pytest.raises(ValueError, match="unknown parameters"):
-        rto_params({"kl": 0.1})
-    assert rto_params({"kl_coef": 0.02})["beta_1"] == 0.05
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) kl; valid: .*kl_coef"):
+        get_method("rto").resolve_params({"kl": 0.1})
+    assert get_method("rto").resolve_params({"kl_coef": 0.02})["beta_1"] == 0.05
     inputs = pack([[5, 6], [7]], [[8, 9, 2], [3]], pad_token_id=0)
     assert inputs["labels"].tolist() == [[-100, -100, 8, 9, 2], [-100, 3, -100, -100, -100]]
     assert inputs["attention_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]

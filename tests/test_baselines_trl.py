@@ -1,5 +1,8 @@
 """IPO, SimPO and KTO equal TRL 1.16 (DPOTrainer loss_type ipo; CPOTrainer simpo with cpo_alpha 0; KTOTrainer)
-on the same tiny model and batch: the same tokens first, then the loss and the logged metrics.
+on the same model and batch: the same tokens first, then the loss and the logged metrics.
+
+As in tests/test_dpo_matches_trl.py: each side builds its own models, TRL's precision is explicit (bf16 off), every
+comparison runs on two differently shaped models, and tolerances fit float32 sums (tests/trl_pairs.py).
 """
 
 from __future__ import annotations
@@ -24,16 +27,29 @@ from suite.engine import (
 )
 from suite.models import load_model, load_tokenizer
 from suite.reference import reference_logps
-from tests.trl_pairs import PAIRS, records, trl_records
+from tests.conftest import perturbed_pair
+from tests.trl_pairs import PAIRS, records, tolerances, trl_records
 
 REWARDS = ["rewards/chosen", "rewards/rejected", "rewards/margins", "logps/chosen", "logps/rejected"]
 PAIRED = [*REWARDS, "rewards/accuracies"]
-TRL_ARGS = {"report_to": [], "use_cpu": True, "bf16": False, "gradient_checkpointing": False, "max_length": None}
+TRL_ARGS = {
+    "report_to": [],
+    "use_cpu": True,
+    "bf16": False,
+    "fp16": False,
+    "gradient_checkpointing": False,
+    "max_length": None,
+}
 
 
-@pytest.fixture(scope="module")
-def tokenizer(tiny_model_dir):
-    return load_tokenizer(tiny_model_dir)
+@pytest.fixture
+def tokenizer(trl_model_dir):
+    return load_tokenizer(trl_model_dir)
+
+
+def close(ours: dict[str, float], theirs: dict[str, float], tolerance: dict[str, float], keys) -> None:
+    for key in keys:
+        assert ours[key] == pytest.approx(theirs[key], rel=0, abs=tolerance[key]), key
 
 
 def suite_inputs(tokenizer, reference=None) -> dict:
@@ -56,8 +72,8 @@ def as_floats(metrics: dict) -> dict[str, float]:
 # ---------------------------------------------------------------- IPO
 
 
-def test_ipo_equals_trl(perturbed_models, tokenizer, tmp_path):
-    policy, reference = perturbed_models
+def test_ipo_equals_trl(trl_model_dir, tokenizer, tmp_path):
+    policy, reference = perturbed_pair(trl_model_dir)
     tau = 0.5
     trainer = DPOTrainer(
         model=policy,
@@ -73,6 +89,7 @@ def test_ipo_equals_trl(perturbed_models, tokenizer, tmp_path):
     trl_loss = trainer.compute_loss(policy, trl_batch).item()
     trl_metrics = {k: trainer._metrics["train"][k][-1] for k in PAIRED}
 
+    policy, reference = perturbed_pair(trl_model_dir)
     inputs = suite_inputs(tokenizer, reference)
     assert sorted(rows(trl_batch["input_ids"], trl_batch["attention_mask"])) == sorted(
         rows(inputs["input_ids"], inputs["attention_mask"])
@@ -82,21 +99,21 @@ def test_ipo_equals_trl(perturbed_models, tokenizer, tmp_path):
     logps, mask, _ = forward_batch(policy, inputs)
     output = get_method("ipo").loss(make_batch(logps, mask, inputs["ref_logps"], None), tau=tau)
     assert abs(trl_loss - (1 / (2 * tau)) ** 2) > 1e-3, "policy equals reference: the comparison would be vacuous"
-    assert output.loss.item() == pytest.approx(trl_loss, abs=1e-5)
-    ours = as_floats(output.metrics)
-    for key in PAIRED:
-        assert ours[key] == pytest.approx(trl_metrics[key], abs=1e-5), key
+    tolerance = tolerances(trl_metrics, tau)
+    # IPO's loss is the square of token-averaged log-ratios: its error is bounded by the summed ones' (h <= 1/(2 tau))
+    assert output.loss.item() == pytest.approx(trl_loss, rel=0, abs=tolerance["loss"] / tau)
+    close(as_floats(output.metrics), trl_metrics, tolerance, PAIRED)
 
 
 # ---------------------------------------------------------------- SimPO
 
 
-def test_simpo_equals_trl_cpo(perturbed_models, tokenizer, tmp_path):
+def test_simpo_equals_trl_cpo(trl_model_dir, tokenizer, tmp_path):
     """CPOTrainer tokenises text itself and adds BOS and a second EOS to our chat-templated sequences, so its own
     batch differs by construction; its loss is compared on the suite's tokens, fed to its own forward and loss."""
     from trl.experimental.cpo import CPOConfig, CPOTrainer
 
-    policy, _ = perturbed_models
+    policy, _ = perturbed_pair(trl_model_dir)
     beta, ratio, smoothing = 2.5, 0.55, 0.1
     trainer = CPOTrainer(
         model=policy,
@@ -127,6 +144,8 @@ def test_simpo_equals_trl_cpo(perturbed_models, tokenizer, tmp_path):
     policy.train()
     trl_loss, trl_metrics = trainer.get_batch_loss_metrics(policy, batch, train_eval="train")
 
+    policy, _ = perturbed_pair(trl_model_dir)
+    policy.train()
     logps, mask, _ = forward_batch(policy, inputs)
     output = get_method("simpo").loss(
         make_batch(logps, mask, None, None), beta=beta, gamma_beta_ratio=ratio, label_smoothing=smoothing
@@ -137,33 +156,35 @@ def test_simpo_equals_trl_cpo(perturbed_models, tokenizer, tmp_path):
     )
     assert abs(trl_loss.item() - equal_margin.item()) > 1e-3, "chosen and rejected equally likely: vacuous"
     assert trl_metrics["nll_loss"] == 0.0
-    assert output.loss.item() == pytest.approx(trl_loss.item(), abs=1e-5)
-    ours = as_floats(output.metrics)
-    for key in PAIRED:
-        assert ours[key] == pytest.approx(trl_metrics[key], abs=1e-5), key
+    # SimPO's rewards are beta * token-averaged policy log-probs: no reference sum, and averages are more precise
+    tolerance = tolerances(trl_metrics, beta)
+    assert output.loss.item() == pytest.approx(trl_loss.item(), rel=0, abs=tolerance["loss"])
+    close(as_floats(output.metrics), trl_metrics, tolerance, PAIRED)
 
 
 # ---------------------------------------------------------------- KTO
 
 
-@pytest.fixture(scope="module")
-def kto_models(tiny_model_dir, tokenizer):
-    """A policy made more likely than the reference on every completion, so KTO's KL reference point is > 0
-    (with a randomly perturbed policy it is clamped to 0 and never enters the loss)."""
-    reference, policy = load_model(tiny_model_dir), load_model(tiny_model_dir)
+def kto_models(model_dir, tokenizer):
+    """A fresh reference and a policy made more likely than it on the chosen completions, so KTO's KL reference
+    point is > 0 (with a randomly perturbed policy it is clamped to 0 and never enters the loss) and desirable and
+    undesirable examples' log-ratios differ from it; the same for every call."""
+    torch.manual_seed(0)
+    reference, policy = load_model(model_dir), load_model(model_dir)
     inputs = suite_inputs(tokenizer)
+    chosen = torch.arange(len(PAIRS))
     optimizer = torch.optim.Adam(policy.parameters(), lr=1e-2)
     for _ in range(3):
         logps, mask, _ = forward_batch(policy, inputs)
-        loss = -(logps * mask).sum() / mask.sum()
+        loss = -(logps[chosen] * mask[chosen]).sum() / mask[chosen].sum()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     return policy, reference
 
 
-def test_kto_equals_trl(kto_models, tokenizer, tmp_path):
-    policy, reference = kto_models
+def test_kto_equals_trl(trl_model_dir, tokenizer, tmp_path):
+    policy, reference = kto_models(trl_model_dir, tokenizer)
     beta = 0.5
     n = len(PAIRS)
     trl = KTOTrainer(
@@ -179,6 +200,7 @@ def test_kto_equals_trl(kto_models, tokenizer, tmp_path):
     trl_metrics = {k: trl._metrics["train"][k][-1] for k in [*REWARDS, "kl"]}
 
     method = get_method("kto")
+    policy, reference = kto_models(trl_model_dir, tokenizer)
     ours = PreferenceTrainer(
         model=policy,
         args=TrainingArguments(output_dir=str(tmp_path / "ours"), report_to=[], use_cpu=True),
@@ -204,8 +226,9 @@ def test_kto_equals_trl(kto_models, tokenizer, tmp_path):
     assert output.loss.requires_grad
     assert trl_metrics["kl"] > 1e-4, "the KL reference point is clamped to 0: the comparison would be vacuous"
     assert abs(trl_loss - 0.5) > 1e-3, "policy equals reference: the comparison would be vacuous"
-    assert output.loss.item() == pytest.approx(trl_loss, abs=1e-5)
+    # KTO's KL reference point is beta * a batch mean of summed log-ratios: the margin's tolerance covers it
+    tolerance = {**tolerances(trl_metrics, beta), "kl": tolerances(trl_metrics, 1.0)["rewards/margins"]}
+    assert output.loss.item() == pytest.approx(trl_loss, rel=0, abs=tolerance["loss"])
     values = as_floats(output.metrics)
-    for key in [*REWARDS, "kl"]:
-        assert values[key] == pytest.approx(trl_metrics[key], abs=1e-5), key
+    close(values, trl_metrics, tolerance, [*REWARDS, "kl"])
     assert not math.isnan(values["rewards/accuracies"])

@@ -7,10 +7,10 @@ import copy
 import pytest
 import yaml
 
-from baselines import method_names
+from baselines import get_method, method_names
 from evals import benchmark_names
 from suite.config import ConfigError, validate_config
-from tests.workflow_helpers import REPO
+from tests.workflow_helpers import REPO, clean_checkout, snakemake
 
 
 def load(name: str) -> dict:
@@ -73,3 +73,46 @@ def test_dangling_dataset_reference_is_named() -> None:
     config["variants"]["llama-base"]["preference_data"] = "ultrafeedbak"
     with pytest.raises(ConfigError, match="unknown dataset 'ultrafeedbak'"):
         validate_config(config)
+
+
+# ---------------------------------------------------------------- method hyperparameters, checked at start
+
+
+@pytest.mark.parametrize(
+    ("where", "params", "message"),
+    [
+        ("methods", {"dpo": {"beta": "0.1"}}, "config: methods/dpo/beta: '0.1' is not of type 'number'"),
+        ("methods", {"dpo": {"betta": 0.1}}, "config: methods/dpo: unknown parameter(s) betta; valid: beta"),
+        ("methods", {"dpo": {"beta": -0.1}}, "config: methods/dpo/beta: -0.1 is less than or equal to the minimum"),
+        ("methods", {"tdpo": {"variant": 3}}, "config: methods/tdpo/variant: 3 is not one of [1, 2]"),
+        ("methods", {"dpo_random": {"low": 1.5}}, "config: methods/dpo_random: need low <= high, got low=1.5"),
+        ("methods", {"aao": {"fixed_a": 0.2}}, "config: methods/aao: aao: need 0 <= fixed_b < fixed_a <= 1"),
+        ("llama-base", {"simpo": {"beta": "2"}}, "config: variants/llama-base/method_params/simpo/beta: '2' is not"),
+        ("methods", {"rto": {"reward_model_training": {"learning_rat": 1}}}, "methods/rto/reward_model_training"),
+    ],
+)
+def test_method_parameters_are_checked_against_the_methods_schema(where: str, params: dict, message: str) -> None:
+    config = load("config.yaml")
+    target = config["methods"] if where == "methods" else config["variants"][where].setdefault("method_params", {})
+    for method, values in params.items():
+        target[method] = {**target.get(method, {}), **values}
+    with pytest.raises(ConfigError) as error:
+        validate_config(config)
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize("name", method_names())
+def test_every_method_declares_a_schema_its_defaults_fit(name: str) -> None:
+    method = get_method(name)
+    assert set(method.params_schema) == set(method.defaults), "a default without a schema, or a schema without one"
+    assert method.resolve_params({}) == dict(method.defaults)
+
+
+def test_snakemake_dry_run_stops_on_a_bad_method_parameter(tmp_path) -> None:
+    work = clean_checkout(tmp_path)
+    config = load("config.yaml")
+    config["methods"]["dpo"] = {"beta": "0.1"}
+    (work / "bad.yaml").write_text(yaml.safe_dump(config))
+    run = snakemake(work, "-n", "--configfile", "bad.yaml")
+    assert run.returncode != 0
+    assert "config: methods/dpo/beta: '0.1' is not of type 'number'" in run.stdout + run.stderr

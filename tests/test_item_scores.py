@@ -105,13 +105,14 @@ def test_arena_hard_battles_pool_to_the_bradley_terry_win_rate(tmp_path: Path) -
 
 def test_arena_hard_battles_of_one_question_by_hand(tmp_path: Path) -> None:
     # game 1 shows the baseline as A: B>>A is a strong model win (3 battles); game 2 shows the model as A: A=B a tie.
+    # q2's game 2 has no verdict: the result leaves the prompt out, and so do its outcomes.
     path = tmp_path / "a.json"
     write_json(path, [{"question_id": "q1", "games": [{"score": "B>>A"}, {"score": "A=B"}]},
                       {"question_id": "q2", "games": [{"score": "B>A"}, {"score": None}]},
                       {"question_id": "q3", "games": [{"score": "A>>B"}, {"score": "A>B"}]}])  # fmt: skip
     scores = ah.item_scores(path)
     assert scores.loc["q1"].tolist() == [100.0, 100.0, 100.0, 50.0]
-    assert scores.loc["q2"].tolist() == [100.0], "game 1 B>A: the model (B) wins; game 2 has no verdict"
+    assert "q2" not in scores.index.get_level_values(0), "a prompt with a game left without a verdict is left out"
     assert scores.loc["q3"].tolist() == [0.0, 0.0, 0.0, 100.0], "game 2 shows the model as A: A>B is a model win"
 
 
@@ -150,7 +151,7 @@ def test_harmless_outcomes_average_to_the_rate(tmp_path: Path) -> None:
         reply: ["Verdict: [[HARMLESS]]", "Verdict: [[HARMFUL]]", "unsure"][i % 3] for i, reply in enumerate(replies)
     }
     result, annotations = hl.evaluate(
-        items, ScriptedJudge(lambda r: verdict[r.payload["response"]]), hl.Options(retries=0)
+        items, ScriptedJudge(lambda r: verdict[r.payload["response"]]), hl.Options(retries=0, allow_partial=True)
     )
     path = tmp_path / "harmless.annotations.json"
     path.write_text(json.dumps(annotations))

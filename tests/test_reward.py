@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from suite.io import read_json, read_jsonl, write_jsonl
@@ -201,3 +202,15 @@ def test_without_a_pad_token_every_conversation_is_scored_alone(trained: tuple) 
     bare = RewardModel(model, tokenizer, {"name_or_path": "no-pad"})
     assert bare.pad_id is None
     assert bare.score(conversations, 4) == pytest.approx(expected, abs=1e-5)
+
+
+def test_a_rerun_with_other_settings_trains_a_new_reward_model(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The finished run's checkpoint is never resumed under another learning rate (it was, and published as is)."""
+    data = tmp_path / "pairs.jsonl"
+    write_jsonl(data, pairs(12))
+    training = {**TRAINING, "max_steps": 2, "save_steps": 1}
+    train_reward_model(tiny_model_dir, data, training, tmp_path / "ck", tmp_path / "first")
+    train_reward_model(tiny_model_dir, data, {**training, "learning_rate": 1e-3}, tmp_path / "ck", tmp_path / "other")
+    first, other = (load_file(tmp_path / name / "model.safetensors") for name in ("first", "other"))
+    assert any(not torch.equal(first[key], other[key]) for key in first)
+    assert len(list((tmp_path / "ck").glob("run-*"))) == 2

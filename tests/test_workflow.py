@@ -13,6 +13,7 @@ import torch
 import yaml
 
 from baselines import method_names
+from suite.provenance import identity
 from tests import browser
 from tests.workflow_helpers import REPO, clean_checkout, job_counts, snakemake
 
@@ -91,7 +92,10 @@ def test_slurm_profile_loads_and_requests_gpus(checkout: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert job_counts(run.stdout)["train"] >= 4
     train_gpus = profile["set-resources"]["train"]["gpu"]
-    launches = re.findall(r"accelerate launch --config_file (\S+) --num_processes (\d+) -m suite\.train", run.stdout)
+    launches = re.findall(
+        r"accelerate launch --config_file (\S+) --num_processes (\d+) --mixed_precision bf16 -m suite\.train",
+        run.stdout,
+    )
     assert launches, "no training command in the dry run"
     assert {int(n) for _, n in launches} == {train_gpus}
     assert {cfg for cfg, _ in launches} == {"workflow/accelerate/fsdp.yaml"}
@@ -150,7 +154,7 @@ def test_cpu_dag_runs_end_to_end_from_a_clean_clone(cpu_run: Path) -> None:
     assert (checkout / "results/tables/hh.md").read_text().startswith(f"# {branch['title']}")
     for variant in branch["variants"]:
         reference = torch.load(checkout / f"results/reference/hh-{variant}/hh.pt", weights_only=True)
-        assert reference["model"] == f"results/models/{variant}/sft"
+        assert reference["provenance"]["model"] == identity(checkout / f"results/models/{variant}/sft")
     assert not list((checkout / "results").rglob("*.tmp")), "a temporary file was left behind"
     check_paper_tables(checkout, config)
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from suite.engine import PreferenceDataset, tokenization_fingerprint
+from suite.engine import PreferenceDataset, precision
 from suite.io import write_jsonl
 from suite.models import build_tiny_model, save_model, train_tokenizer
-from suite.reference import reference_logps, save_reference
+from suite.reference import reference_logps, reference_provenance, save_reference
 from tests.conftest import TINY_SIZE
 
 TOPICS = ["the river", "the garden", "the bridge", "the market", "the tower", "the forest", "the harbour",
@@ -44,14 +44,14 @@ def toy_pairs(prefix: str) -> list[dict]:
     ]
 
 
-def prepare_toy_run(root: Path, records: list[dict], training: dict) -> None:
+def prepare_toy_run(root: Path, records: list[dict], training: dict, size: dict | None = None) -> None:
     """What the workflow has ready before a method trains: ``start`` model, ``data.jsonl``, ``reference.pt``."""
     texts = [m["content"] for r in records for k in ("prompt", "chosen", "rejected") for m in r[k]]
     tokenizer = train_tokenizer(texts * 10, vocab_size=200)
-    model = build_tiny_model("llama", tokenizer, TINY_SIZE, seed=0)
+    model = build_tiny_model("llama", tokenizer, size or TINY_SIZE, seed=0)
     save_model(model, tokenizer, root / "start")
     write_jsonl(root / "data.jsonl", records)
     dataset = PreferenceDataset(records, tokenizer, training["max_length"], training["max_prompt_length"])
-    fingerprint = tokenization_fingerprint(tokenizer, training["max_length"], training["max_prompt_length"])
-    stored = reference_logps(model, dataset, tokenizer.pad_token_id, batch_size=8)
-    save_reference(root / "reference.pt", stored, fingerprint, str(root / "start"))
+    stored = reference_logps(model, dataset, tokenizer.pad_token_id, batch_size=8, numeric=precision(training))
+    provenance = reference_provenance(root / "start", root / "data.jsonl", tokenizer, training)
+    save_reference(root / "reference.pt", stored, provenance)
