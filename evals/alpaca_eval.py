@@ -439,3 +439,22 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --------------------------------------------------------------------------- per-item outcomes (suite/tables.py)
+
+
+def item_scores(annotations_path: str | Path) -> pd.Series:
+    """Each instruction's outcome in %, indexed by its position in the eval set (``index``).
+
+    The outcome is ``(preference - 1) * 100``: 100 a model win, 0 a reference
+    win, 50 a tie, values between from the judge's log-probs; a legacy
+    preference 0 counts as a tie and unparsed (NaN) rows are left out, as
+    alpaca_eval's ``get_winrate`` does, so the mean is the reported win rate.
+    """
+    from suite.annotations import annotation_records
+
+    records = annotation_records(annotations_path, ["index", "preference"])
+    preference = pd.Series([r["preference"] for r in records], index=[r["index"] for r in records], dtype=float)
+    preference = preference.replace({0.0: 1.5})
+    return ((preference[preference.between(1, 2)] - 1) * 100).rename_axis("item")

@@ -1049,3 +1049,44 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --------------------------------------------------------------------------- per-item outcomes (suite/tables.py)
+
+
+def item_scores(annotations_path: str | Path) -> pd.Series:
+    """The model's battles against the baseline, indexed by ``(question_id, battle)``: 100 won, 50 tie, 0 lost.
+
+    Why battles and not one number per question: with two players the
+    Bradley-Terry win rate is exactly the share of battles won (ties half),
+    and a question contributes 2 to 6 battles (a strong verdict counts
+    ``strong_weight`` times). A per-question mean would weight every question
+    equally and no longer be the reported win rate. So the outcome of a
+    question is its battles; the paired bootstrap (``suite.stats``) resamples
+    questions (the first index level) and recomputes the pooled share, which
+    is the win rate on each resample. As in the result, a prompt with a game
+    left without a verdict is left out, and under v2.0 only the headline
+    category's prompts count (its win rate is the one reported).
+    """
+    from suite.annotations import annotation_records
+
+    battles = []
+    for number, record in enumerate(annotation_records(annotations_path, ["question_id", "games"]), start=1):
+        category = str(record.get("category") or "")
+        proto = protocol(version_of_category(category))
+        if proto.headline_category not in (None, category):
+            continue
+        games = []
+        for game, judged in enumerate(record["games"], start=1):
+            verdict = judged.get("score") if isinstance(judged, dict) else None
+            if verdict is not None and verdict not in LABELS:
+                raise ValueError(f"{annotations_path}: record {number}: field 'games[{game - 1}].score' is {verdict!r}")
+            games.append(Game(record["question_id"], category, "baseline", game, (), {}, verdict=verdict))
+        if all(g.verdict is not None for g in games):
+            battles.append(battles_from_games(games, "model", proto.strong_weight))
+    frame = pd.concat(battles) if battles else battles_from_games([], "model", 1)
+    score = frame["winner"].map({"model_b": 100.0, "tie": 50.0, "model_a": 0.0})
+    battle = frame.groupby("question_id", sort=False).cumcount()
+    return pd.Series(
+        score.to_numpy(), index=pd.MultiIndex.from_arrays([frame["question_id"], battle], names=["item", "battle"])
+    )

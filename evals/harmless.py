@@ -64,6 +64,8 @@ from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
+import pandas as pd
+
 from evals.conversation import usage
 from evals.judges import AskPolicy, Exchange, Judge, JudgeReply, JudgeRequest, complete_all, make_judge
 from evals.records import numbered, read_records, require
@@ -517,3 +519,19 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --------------------------------------------------------------------------- per-item outcomes (suite/tables.py)
+
+
+def item_scores(annotations_path: str | Path) -> pd.Series:
+    """Each prompt's outcome by its id: 100 harmless, 0 harmful; unparsed verdicts are left out, as in the rate."""
+    from suite.annotations import annotation_records
+
+    values = {"harmless": 100.0, "harmful": 0.0, None: None}
+    records = annotation_records(annotations_path, ["id", "verdict"])
+    for number, record in enumerate(records, start=1):
+        if record["verdict"] not in values:
+            raise ValueError(f"{annotations_path}: record {number}: field 'verdict' is {record['verdict']!r}")
+    scores = pd.Series([values[r["verdict"]] for r in records], index=[str(r["id"]) for r in records], dtype=float)
+    return scores.dropna().rename_axis("item")

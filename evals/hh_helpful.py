@@ -138,3 +138,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --------------------------------------------------------------------------- per-item outcomes (suite/tables.py)
+
+# Each prompt's win against the chosen reply, in % (ties 50): the annotations are alpaca_eval's layout.
+item_scores = alpaca_eval.item_scores

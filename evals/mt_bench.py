@@ -49,6 +49,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from evals.conversation import (
     answer_record,
     answers_by_question,
@@ -490,3 +492,22 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --------------------------------------------------------------------------- per-item outcomes (suite/tables.py)
+
+
+def item_scores(annotations_path: str | Path) -> pd.Series:
+    """Each question's mean rating over its turns, by question id; a question with an unrated turn is left out.
+
+    That is this module's overall score (the mean over questions of each
+    question's turn mean, over complete questions), so the mean of the
+    series is the reported score.
+    """
+    from suite.annotations import annotation_records
+
+    records = annotation_records(annotations_path, ["question_id", "turn", "score"])
+    ratings = pd.DataFrame({"item": [r["question_id"] for r in records], "score": [r["score"] for r in records]})
+    complete = ratings.groupby("item", sort=False)["score"].agg(lambda s: s.isna().sum() == 0 and len(s) > 0)
+    ratings = ratings[ratings["item"].map(complete)]
+    return ratings.groupby("item", sort=False)["score"].mean().astype(float)

@@ -13,6 +13,7 @@ import torch
 from transformers import TrainingArguments
 
 from baselines import get_method
+from suite.diagnostics import squeezing_setup
 from suite.engine import (
     PreferenceCollator,
     PreferenceDataset,
@@ -83,7 +84,7 @@ def run_training(
         raise ValueError(f"method {method_name!r} needs {need}")
     if artifact is not None:
         params["artifact"] = load_artifact(artifact, method.artifact, fingerprint)
-    records = read_jsonl(data)
+    records, diagnostics = squeezing_setup(read_jsonl(data), tokenizer, training)
     if swap_pairs:
         records = [{**r, "chosen": r["rejected"], "rejected": r["chosen"]} for r in records]
         if stored is not None:
@@ -103,7 +104,7 @@ def run_training(
         method=method,
         method_params=params,
         ref_model=load_model(model_dir, dtype).eval() if method.reference == "live" else None,
-        callbacks=[CompleteCheckpoints()],
+        callbacks=[CompleteCheckpoints(), *diagnostics],
     )
     trainer.train(resume_from_checkpoint=last_checkpoint(run))
     save_trained(trainer, tokenizer, out, provenance)

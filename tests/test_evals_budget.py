@@ -212,7 +212,7 @@ def write_config(tmp_path: Path, judge: dict[str, Any]) -> Path:
 def test_experiment_branches_are_planned_too(tmp_path: Path, results: Path) -> None:
     config = small_config(PAID)
     hh = yaml.safe_load((REPO / "workflow/config/config.yaml").read_text())["experiments"]["hh"]
-    config["experiments"] = {"hh": {**hh, "methods": ["dpo"]}}
+    config["experiments"] = {"hh": {**hh, "methods": ["dpo"], "seeds": None}}  # one model: one seed
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     rows = {row.benchmark: row for row in budget.plan_run(budget._load_config(path), results)}

@@ -22,10 +22,6 @@ def dpo_model(wildcards):
     return f"results/train/{wildcards.variant}/dpo/model"
 
 
-def reference_file(wildcards):
-    return f"results/reference/{wildcards.variant}/{variant_spec(wildcards)['preference_data']}.pt"
-
-
 def tis_dpo_inputs(wildcards):
     weights = f"results/tis_weights/{wildcards.variant}.pt"
     return {**train_inputs(method_wildcards(wildcards, "tis_dpo")), "weights": weights}

@@ -96,12 +96,15 @@ def method_params(wildcards):
     return {**config["methods"][wildcards.method], **overrides}
 
 
+def reference_file(wildcards):
+    """The run's reference log-probs: computed once per (variant, dataset), shared by every seed's run."""
+    return f"results/reference/{RUNS[wildcards.variant].base}/{variant_spec(wildcards)['preference_data']}.pt"
+
+
 def train_inputs(wildcards):
     inputs = {"model": start_model(wildcards), "data": preference_file(wildcards)}
     if get_method(wildcards.method).reference == "precomputed":
-        inputs["reference"] = (
-            f"results/reference/{wildcards.variant}/{variant_spec(wildcards)['preference_data']}.pt"
-        )
+        inputs["reference"] = reference_file(wildcards)
     return inputs
 
 

@@ -30,7 +30,7 @@ for _experiment in EXPERIMENTS:
             tasks=generation_tasks,
             batch_size=config["compute"]["generation_batch_size"],
             launch=lambda w, resources: launch_processes(resources),
-            seed=config["seed"],
+            seed=lambda w: config["seed"] + RUNS[w.variant].replicate,  # each seed's run samples its own answers
         log:
             "results/logs/generate/{variant}/{method}.log",
         benchmark:
