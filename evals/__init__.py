@@ -3,9 +3,17 @@
 Each entry maps a benchmark name to the module that implements it. A benchmark
 module exposes module-level ``NAME``, ``COLUMNS`` (result key -> table column
 header), ``ERRORS`` (result key -> the result key of its standard error),
-``read_prompts(path)`` (the conversations to generate for) and
-``write_outputs(prompts_path, responses, generator, out)``. Modules are
-imported lazily so that listing names imports neither torch nor alpaca_eval.
+``read_prompts(path)`` (the conversations to generate for),
+``write_outputs(prompts_path, responses, generator, out)`` and
+``item_scores(annotations_path)`` (one outcome per item, on the table's scale,
+for the paired intervals of ``suite.tables``; it raises ``NotImplementedError``
+where the score is not a mean of per-item outcomes). A judged
+benchmark also has ``OPTIONS`` (its options' defaults, ``allow_partial``
+among them), writes the completeness keys of :mod:`evals.results` into every
+result, and says what one judge reply is expected to cost in tokens
+(``EXPECTED_JUDGE_OUTPUT_TOKENS``, or ``expected_judge_output_tokens(options)``)
+for :mod:`evals.budget`. Modules are imported lazily so that listing names
+imports neither torch nor alpaca_eval.
 """
 
 from __future__ import annotations
@@ -14,7 +22,10 @@ import importlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 BENCHMARKS: dict[str, str] = {
     "alpaca_eval": "evals.alpaca_eval",
@@ -36,6 +47,10 @@ class Benchmark(Protocol):
     def read_prompts(self, path: Path) -> list[list[dict[str, str]]]: ...
 
     def write_outputs(self, prompts_path: Path, responses: Sequence[str], generator: str, out: Path) -> None: ...
+
+    def item_scores(self, annotations_path: Path) -> pd.Series:
+        """Per-item outcomes of an annotations file, indexed by a stable item id (first index level)."""
+        ...
 
 
 def benchmark_names() -> list[str]:

@@ -14,6 +14,16 @@ one.
 
 Preferences follow alpaca_eval: 1 = reference (``output_1``) wins,
 2 = model (``output_2``) wins, 1.5 = tie, values in between from log-probs.
+
+Completeness (:mod:`evals.results`): a judge reply that does not parse into
+a preference is asked again (:data:`REPLY_ATTEMPTS` in all, never cached),
+then counted missing (``judge reply unparsed``); a reference instruction
+without a model output counts as ``no model output``. Either is an error
+unless its option allows it: ``allow_partial`` for unparsed replies,
+``allow_missing`` for absent outputs (alpaca_eval itself scores whatever
+outputs there are, e.g. a leaderboard model with 803 of the 805). The LC win
+rate is still computed over the outputs present when the eval set is the
+official one, as alpaca_eval does.
 """
 
 from __future__ import annotations
@@ -24,7 +34,6 @@ import json
 import logging
 import math
 import warnings
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,8 +42,10 @@ from typing import Any
 
 import pandas as pd
 
-from evals.conversation import usage
-from evals.judges import Judge, JudgeReply, JudgeRequest, complete_all, make_judge
+from evals.conversation import check_options, usage
+from evals.judges import AskPolicy, Judge, JudgeReply, JudgeRequest, complete_all, make_judge
+from evals.records import numbered, read_records, require
+from evals.results import NO_OUTPUT, UNPARSED, completeness, require_complete
 from suite.io import atomic_path, read_json, write_json
 
 with warnings.catch_warnings():  # alpaca_eval imports pkg_resources, which warns on every import
@@ -56,6 +67,10 @@ HUB_REPO = "tatsu-lab/alpaca_eval"
 OFFICIAL_FILE = "alpaca_eval_gpt4_baseline.json"
 GAMED_FILE = "df_gamed.csv"
 OFFICIAL_SIZE = 805
+OPTIONS: dict[str, Any] = {"allow_partial": False, "allow_missing": False}
+REPLY_ATTEMPTS = 3  # asks per pair before an unparsed reply counts as missing
+EXPECTED_JUDGE_OUTPUT_TOKENS = 1  # the annotator asks for one token (max_tokens 1) and reads its log-probs
+OUTPUTS = "an alpaca_eval output record (instruction, output, generator)"
 
 
 # --------------------------------------------------------------------------- prompts and outputs
@@ -63,7 +78,25 @@ OFFICIAL_SIZE = 805
 
 def read_prompts(path: str | Path) -> list[list[dict[str, str]]]:
     """One single-turn conversation per AlpacaEval instruction."""
-    return [[{"role": "user", "content": record["instruction"]}] for record in read_json(path)]
+    return [[{"role": "user", "content": record["instruction"]}] for record in read_outputs(path)]
+
+
+def read_outputs(path: str | Path) -> list[dict[str, Any]]:
+    """alpaca_eval output records (model outputs or the reference), each checked; instructions unique."""
+    return check_outputs(read_records(path), str(path))
+
+
+def check_outputs(records: Sequence[Mapping[str, Any]], origin: str) -> list[dict[str, Any]]:
+    """The records, checked to be alpaca_eval outputs with unique instructions (alpaca_eval joins on them)."""
+    seen: dict[str, int] = {}
+    for where, record in numbered(list(records), origin):
+        instruction = require(record, "instruction", where, OUTPUTS)
+        require(record, "output", where, OUTPUTS)
+        require(record, "generator", where, OUTPUTS)
+        if instruction in seen:
+            raise where.error("instruction", f"repeats record {seen[instruction]}'s instruction")
+        seen[instruction] = where.number
+    return [dict(r) for r in records]
 
 
 def write_outputs(prompts_path: str | Path, responses: Sequence[str], generator: str, out: str | Path) -> None:
@@ -122,7 +155,7 @@ def load_annotator(name: str = ANNOTATOR) -> Annotator:
     )
 
 
-def _requests(shown: pd.DataFrame, annotator: Annotator) -> list[JudgeRequest]:
+def _requests(shown: pd.DataFrame, annotator: Annotator, benchmark: str) -> list[JudgeRequest]:
     """Render each shown pair with alpaca_eval's template and chat-ML conversion."""
     prompts, _ = utils.make_prompts(shown, template=annotator.template_text, batch_size=1)
     return [
@@ -139,9 +172,15 @@ def _requests(shown: pd.DataFrame, annotator: Annotator) -> list[JudgeRequest]:
                 "output_1": row.output_1,
                 "output_2": row.output_2,
             },
+            item=f"{benchmark} instruction {item_id(row.index, row.instruction)}",
         )
         for prompt, row in zip(prompts, shown.itertuples(), strict=True)
     ]
+
+
+def item_id(index: int, instruction: str) -> str:
+    """How an instruction is named in messages: its position in the eval set and its start."""
+    return f"#{index} {instruction[:40]!r}"
 
 
 def parse_preference(reply: JudgeReply, annotator: Annotator) -> float:
@@ -169,11 +208,13 @@ def _flip_preference(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(preference=3 - df["preference"])
 
 
-def annotate(pairs: pd.DataFrame, judge: Judge, annotator: Annotator) -> pd.DataFrame:
+def annotate(pairs: pd.DataFrame, judge: Judge, annotator: Annotator, benchmark: str = NAME) -> pd.DataFrame:
     """Judge every pair, showing the two outputs in alpaca_eval's seeded random order.
 
     Identical outputs get 1.5 without a judge call, as in alpaca_eval.
-    ``is_switched_outputs`` records which pairs the judge saw swapped.
+    ``is_switched_outputs`` records which pairs the judge saw swapped. A
+    reply that does not parse is asked again (:data:`REPLY_ATTEMPTS`); one
+    that never parses leaves the preference NaN.
     """
     swap = RandomSwitchTwoColumnsProcessor(
         two_columns_to_switch=["output_1", "output_2"],
@@ -184,9 +225,13 @@ def annotate(pairs: pd.DataFrame, judge: Judge, annotator: Annotator) -> pd.Data
     )
     shown = swap.preprocess(pairs)
     to_judge = shown[shown["output_1"] != shown["output_2"]]
-    replies = complete_all(judge, _requests(to_judge, annotator), desc="alpaca_eval judge")
+    policy = AskPolicy(accept=lambda reply: not math.isnan(parse_preference(reply, annotator)), attempts=REPLY_ATTEMPTS)
+    exchanges = complete_all(judge, _requests(to_judge, annotator, benchmark), desc=f"{benchmark} judge", policy=policy)
+    replies = [e.reply for e in exchanges]
     shown["preference"] = 1.5
-    shown.loc[to_judge.index, "preference"] = [parse_preference(r, annotator) for r in replies]
+    shown.loc[to_judge.index, "preference"] = [
+        parse_preference(e.reply, annotator) if e.accepted else math.nan for e in exchanges
+    ]
     switched = shown[SWITCH_COLUMN]
     annotated = swap.postprocess(shown)
     annotated[SWITCH_COLUMN] = switched
@@ -199,35 +244,41 @@ def annotate(pairs: pd.DataFrame, judge: Judge, annotator: Annotator) -> pd.Data
 
 
 def pair_outputs(reference: Sequence[Mapping[str, Any]], model_outputs: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per model output with its reference answer, matched by instruction (same set on both sides).
+    """One row per model output with its reference answer, matched by instruction, in reference order.
 
-    ``index`` is the row's position in the model outputs, which for the
-    official set is the instruction's position there (LC's difficulty key).
+    ``index`` is the instruction's position in the reference (for the
+    official set, LC's difficulty key). A model output for an instruction
+    the reference lacks is an error; reference instructions without a model
+    output are left out (:func:`unanswered` lists them).
     """
-    by_instruction: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
-    for record in reference:
-        by_instruction[record["instruction"]].append(record)
-    rows = []
-    for position, output in enumerate(model_outputs):
-        matches = by_instruction.get(output["instruction"])
-        if not matches:
-            raise ValueError(f"model output {position} has no reference output: {output['instruction'][:80]!r}")
-        ref = matches.pop(0)
-        rows.append(
-            {
-                "instruction": output["instruction"],
-                "output_1": ref["output"],
-                "generator_1": ref["generator"],
-                "output_2": output["output"],
-                "generator_2": output["generator"],
-                "dataset": output.get("dataset") or ref.get("dataset"),
-                "index": position,
-            }
-        )
-    missing = sum(len(v) for v in by_instruction.values())
-    if missing:
-        raise ValueError(f"{missing} reference instructions have no model output")
-    return pd.DataFrame(rows)
+    outputs = {o["instruction"]: o for o in check_outputs(model_outputs, "model outputs")}
+    known = {r["instruction"] for r in check_outputs(reference, "reference outputs")}
+    foreign = [i for i in outputs if i not in known]
+    if foreign:
+        raise ValueError(f"{len(foreign)} model outputs have no reference output, e.g. {foreign[0][:80]!r}")
+    rows = [
+        {
+            "instruction": ref["instruction"],
+            "output_1": ref["output"],
+            "generator_1": ref["generator"],
+            "output_2": outputs[ref["instruction"]]["output"],
+            "generator_2": outputs[ref["instruction"]]["generator"],
+            "dataset": outputs[ref["instruction"]].get("dataset") or ref.get("dataset"),
+            "index": position,
+        }
+        for position, ref in enumerate(reference)
+        if ref["instruction"] in outputs
+    ]
+    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
+
+
+PAIR_COLUMNS = ["instruction", "output_1", "generator_1", "output_2", "generator_2", "dataset", "index"]
+
+
+def unanswered(reference: Sequence[Mapping[str, Any]], pairs: pd.DataFrame) -> list[str]:
+    """The reference instructions without a model output, named as in messages."""
+    answered = set(pairs["index"])
+    return [item_id(i, r["instruction"]) for i, r in enumerate(reference) if i not in answered]
 
 
 def _cached_hub_file(filename: str) -> Path | None:
@@ -270,13 +321,12 @@ def _number(value: Any) -> float | int | None:
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def compute_metrics(annotations: pd.DataFrame, lc_reason: str | None) -> dict[str, Any]:
-    """alpaca_eval's win rate (ties count half) and, when it can be the official one, its LC win rate."""
-    winrate = metrics.get_winrate(annotations)
-    result = {k: _number(v) for k, v in winrate.items()}
-    result.update(lc=None, lc_standard_error=None, lc_unavailable_reason=lc_reason)
+def lc_metrics(annotations: pd.DataFrame, lc_reason: str | None) -> dict[str, Any]:
+    """alpaca_eval's LC win rate over the scored pairs when it can be the official one, else None with the reason."""
+    result = {"lc": None, "lc_standard_error": None, "lc_unavailable_reason": lc_reason}
     if lc_reason is None:
-        lc = metrics.get_length_controlled_winrate(annotations, glm_name=GLM_NAME, save_weights_dir=None)
+        valid = annotations[annotations["preference"].notna()]
+        lc = metrics.get_length_controlled_winrate(valid, glm_name=GLM_NAME, save_weights_dir=None)
         result.update(lc=_number(lc["length_controlled_winrate"]), lc_standard_error=_number(lc["lc_standard_error"]))
     return result
 
@@ -286,28 +336,56 @@ def evaluate(
     reference: Sequence[Mapping[str, Any]],
     judge: Judge,
     annotator: Annotator | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Judge model outputs against the reference; returns the result record and the annotations."""
+    """Judge model outputs against the reference; returns the result record and the annotations.
+
+    Absent outputs are refused before any judge call unless ``allow_missing``.
+    """
+    opts = check_options(options or {}, OPTIONS, NAME)
     annotator = annotator or load_annotator()
     pairs = pair_outputs(reference, model_outputs)
+    no_output = unanswered(reference, pairs)
+    require_complete(NAME, len(reference), {NO_OUTPUT: no_output}, opts["allow_missing"], "allow_missing")
     annotated = annotate(pairs, judge, annotator)
-    return summarise(pairs, annotated, judge, annotator), annotated
+    lc_reason = lc_unavailable_reason([r["instruction"] for r in reference])
+    result = summarise(pairs, annotated, judge, annotator, NAME, len(reference), no_output, opts["allow_partial"])
+    return {**result, **lc_metrics(annotated, lc_reason), "options": opts}, annotated
 
 
-def summarise(pairs: pd.DataFrame, annotated: pd.DataFrame, judge: Judge, annotator: Annotator) -> dict[str, Any]:
-    """The result record of annotated pairs: win rates, lengths and the judge's identity and usage."""
+def unparsed(annotated: pd.DataFrame) -> list[str]:
+    """The judged pairs whose preference could not be parsed, named as in messages."""
+    lost = annotated[annotated["preference"].isna()]
+    return [item_id(i, text) for i, text in zip(lost["index"], lost["instruction"], strict=True)]
+
+
+def summarise(
+    pairs: pd.DataFrame,
+    annotated: pd.DataFrame,
+    judge: Judge,
+    annotator: Annotator,
+    benchmark: str,
+    n_expected: int,
+    no_output: Sequence[str],
+    allow_partial: bool,
+) -> dict[str, Any]:
+    """The result record of annotated pairs: win rate, completeness, lengths and the judge's identity and usage.
+
+    Unparsed replies are refused (:class:`~evals.results.IncompleteResultError`) unless ``allow_partial``.
+    """
+    missing = {NO_OUTPUT: list(no_output), UNPARSED: unparsed(annotated)}
+    require_complete(benchmark, n_expected, {UNPARSED: missing[UNPARSED]}, allow_partial)
     valid = annotated[annotated["preference"].notna()].copy()
     if valid.empty:
-        raise ValueError(f"none of the {len(annotated)} judge replies could be parsed into a preference")
-    lc_reason = lc_unavailable_reason(list(pairs["instruction"]))
+        raise ValueError(f"{benchmark}: there is nothing to score (no pair has a preference)")
     n_requests = int(annotated["preference_raw_completion"].notna().sum())
     return {
-        "benchmark": NAME,
+        "benchmark": benchmark,
         "generator": str(pairs["generator_2"].iloc[0]),
         "reference_generator": str(pairs["generator_1"].iloc[0]),
-        "n": len(valid),
-        "n_unparsed": len(annotated) - len(valid),
-        **compute_metrics(valid, lc_reason),
+        **completeness(n_expected, missing),
+        "n_unparsed": len(missing[UNPARSED]),
+        **{k: _number(v) for k, v in metrics.get_winrate(valid).items()},
         "avg_length": _number(pairs["output_2"].str.len().mean()),
         "judge": judge.name,
         "judge_is_offline": judge.is_offline,
@@ -334,6 +412,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--reference", type=Path, help="reference outputs (alpaca_eval format)")
     parser.add_argument("--judge", help='judge config as JSON, e.g. \'{"backend": "offline"}\'')
     parser.add_argument("--cache", type=Path, help="sqlite file of judge replies, shared between runs")
+    parser.add_argument("--options", default="{}", help="options as JSON: allow_partial, allow_missing (OPTIONS)")
     parser.add_argument("--out", type=Path, help="result JSON")
     parser.add_argument("--annotations-out", type=Path, help="per-instruction annotations JSON")
     parser.add_argument("--fetch-lc-assets", action="store_true", help="download LC's hub files and exit")
@@ -348,8 +427,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if missing:
         parser.error(f"the following arguments are required: {', '.join(missing)}")
 
+    options = check_options(json.loads(args.options), OPTIONS, NAME)
+    outputs, reference = read_outputs(args.outputs), read_outputs(args.reference)
     judge = make_judge(json.loads(args.judge), args.cache)
-    result, annotations = evaluate(read_json(args.outputs), read_json(args.reference), judge)
+    result, annotations = evaluate(outputs, reference, judge, options=options)
     log.info("judge %s: %d calls, %d cache hits", judge.name, result["judge_calls"], result["cache_hits"])
     if args.annotations_out is not None:
         write_annotations(args.annotations_out, annotations)
@@ -358,3 +439,22 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --------------------------------------------------------------------------- per-item outcomes (suite/tables.py)
+
+
+def item_scores(annotations_path: str | Path) -> pd.Series:
+    """Each instruction's outcome in %, indexed by its position in the eval set (``index``).
+
+    The outcome is ``(preference - 1) * 100``: 100 a model win, 0 a reference
+    win, 50 a tie, values between from the judge's log-probs; a legacy
+    preference 0 counts as a tie and unparsed (NaN) rows are left out, as
+    alpaca_eval's ``get_winrate`` does, so the mean is the reported win rate.
+    """
+    from suite.annotations import annotation_records
+
+    records = annotation_records(annotations_path, ["index", "preference"])
+    preference = pd.Series([r["preference"] for r in records], index=[r["index"] for r in records], dtype=float)
+    preference = preference.replace({0.0: 1.5})
+    return ((preference[preference.between(1, 2)] - 1) * 100).rename_axis("item")

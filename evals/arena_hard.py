@@ -1,34 +1,59 @@
 """Arena-Hard-Auto: pairwise judging against a baseline, Bradley-Terry win rate with a bootstrap interval.
 
-Implemented from the published v0.1 protocol (arena-hard-auto is not on PyPI):
+Implemented from arena-hard-auto's code and configs (it is not on PyPI), in
+two versioned protocols (option ``protocol``; everything that differs lives in
+:data:`PROTOCOLS`, each with the commit its values were read from):
 
-* every prompt is judged twice, positions swapped: game 1 shows the baseline
-  as assistant A and the model as B, game 2 the other way round;
-* the judge (v0.1: gpt-4-1106-preview, greedy, at most 4096 tokens) answers
-  with one of ``[[A>>B]]``, ``[[A>B]]``, ``[[A=B]]``, ``[[B>A]]``, ``[[B>>A]]``,
-  found with the config's regex; a reply without a label is continued
-  (the reply and a request for the final verdict are appended, at most
-  ``judgment_attempts`` replies in all) and the labels are read from all
-  replies together; two different labels make the game undecided;
-* each decided game is a battle between the baseline and the model, a strong
-  verdict (``>>``) counting as three battles, a tie as half a win each;
-* Bradley-Terry ratings on the Elo scale (400 points per factor 10 in odds,
-  the baseline anchored at 1000) by logistic regression on the battles,
-  unregularised; the win rate against the baseline is the fitted probability
-  of beating it, in %; the 95% interval comes from the 2.5th and 97.5th
-  percentiles of the model's rating over 100 bootstrap resamples of the
-  battles, mapped to win rates the same way. ``standard_error`` is the
-  standard deviation of the bootstrap win rates.
+* **v0.1** (the paper's; arena-hard-auto at 3071ef95, its ``gen_judgment.py``,
+  ``show_result.py`` and ``config/judge_config.yaml``): 500 prompts, judge
+  gpt-4-1106-preview (greedy, at most 4096 tokens), baseline gpt-4-0314, one
+  system prompt and a template with ``{question_1}``, ``{answer_1}``,
+  ``{answer_2}``; the verdict is the one distinct ``[[label]]`` of the
+  judgment; a reply without any label is continued with upstream's follow-up
+  turn (the reply, then the user turn :data:`V01_FOLLOW_UP`; two replies in
+  all) and the labels are read from both replies together; two different
+  labels make the game undecided.
+* **v2.0** (arena-hard-auto at 196f6b82, unchanged since its v2.0 release:
+  ``config/arena-hard-v2.0.yaml``, ``utils/judge_utils.py``,
+  ``gen_judgment.py``): 750 prompts in categories ``hard_prompt`` (coding and
+  math) and ``creative_writing``, judge gpt-4.1 (greedy, at most 16000
+  tokens), a baseline and a system prompt per category (o3-mini-2025-01-31 for
+  hard prompts, gemini-2.0-flash-001 for creative writing; the prompts come
+  from the ``judge_settings`` asset, upstream's ``judge_utils.py``), a template
+  with ``{QUESTION}``, ``{ANSWER_A}``, ``{ANSWER_B}``, one reply per game, and
+  the verdict is the last match of the first of its two regexes
+  (``[[label]]``, then ``[label]``) that matches the upper-cased judgment;
+  ``A<B``-style labels count as their mirror. Each category is scored against
+  its own baseline (``category_scores``); ``win_rate`` is the hard-prompt
+  category's, as upstream's ``show_result.py`` reports by default.
 
-The judge's system prompt and template are a file: arena-hard-auto's
-``config/judge_config.yaml`` on the cluster (downloaded from a pinned commit),
-or a JSON-lines file holding one record with the same keys at CPU scale. A
-game without a verdict is counted (``n_games_missing``); arena-hard-auto
-silently drops it, here the win rate is None with a reason unless the option
-``allow_partial`` is set (then ``partial: true``).
+Common to both: every prompt is judged twice, positions swapped (game 1 shows
+the baseline as assistant A, game 2 the model); each decided game is a battle
+between the baseline and the model, a strong verdict (``>>``) counting as
+three battles, a tie as half a win each; Bradley-Terry ratings on the Elo
+scale (400 points per factor 10 in odds, the baseline anchored at 1000) by
+unregularised logistic regression on the battles; the win rate against the
+baseline is the fitted probability of beating it, in %; the 95% interval comes
+from the 2.5th and 97.5th percentiles of the model's rating over the bootstrap
+resamples of the battles (v0.1: 100), mapped to win rates the same way;
+``standard_error`` is the standard deviation of the bootstrap win rates.
 
-The protocol is versioned (option ``protocol``): everything that differs
-between versions lives in :data:`PROTOCOLS`.
+Files, in either of arena-hard-auto's layouts (the layout does not decide the
+version; the content does): questions ``{question_id, category, turns:
+[{content}]}`` or ``{uid, category, subcategory, prompt}``; answers ``{question_id,
+model_id, choices: [{turns: [{content}]}]}`` or ``{uid, ans_id, model, messages:
+[..., {role: assistant, content: {answer}}], metadata}``. Model answers are
+written in the layout of the question file. A file of the other version
+(a v2.0 category, baseline or judge config under v0.1, or the reverse) is an
+error that names both versions.
+
+A game without a verdict leaves its prompt unscored (both games, so the
+position swap stays balanced); arena-hard-auto silently drops such games.
+Here a prompt left unscored is an error (:mod:`evals.results`) unless the
+option ``allow_partial`` is set; then the result says ``partial: true`` and
+``missing`` counts the prompts left out by reason. The v0.1 continuation is
+the protocol's own retry: a reply without a label is cached only as a step of
+a game that then got its verdict.
 """
 
 from __future__ import annotations
@@ -50,21 +75,27 @@ import pandas as pd
 import yaml
 
 from evals.conversation import (
+    Answer,
+    answer_id,
     answer_record,
-    answer_turns,
     answers_by_question,
     check_options,
     evaluation_parser,
+    fastchat_answer,
     fetch_asset,
+    only_model,
     openai_messages,
-    question_turns,
-    read_records,
     require,
     template_id,
     usage,
 )
-from evals.judges import Judge, JudgeRequest, complete_all, make_judge
-from suite.io import read_jsonl, write_json
+from evals.judges import AskPolicy, Judge, JudgeReply, JudgeRequest, complete_all, make_judge
+from evals.records import normalised_records, numbered, read_records
+from evals.records import require as require_field
+from evals.results import CONFLICTING, NO_VERDICT, completeness, require_complete
+from evals.source_constants import assignments, literal
+from suite.data import Where
+from suite.io import read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -72,50 +103,107 @@ NAME = "arena_hard"
 COLUMNS = {"win_rate": "Arena-Hard WR"}
 ERRORS = {"win_rate": "standard_error"}
 ASSETS = {
-    "baseline_answers": "the baseline model's answers (arena-hard answer records, JSON lines)",
-    "judge_config": "judge system prompt and template: arena-hard-auto's judge_config.yaml, or one JSON-lines record",
+    "baseline_answers": "the baseline model's answers (JSON lines; v2.0: one of its per-category baselines)",
+    "second_baseline_answers": "v2.0: the other per-category baseline's answers (JSON lines)",
+    "judge_config": "arena-hard-auto's judge config (v0.1: config/judge_config.yaml; v2.0: "
+    "config/arena-hard-v2.0.yaml), or one JSON-lines record with the same keys",
+    "judge_settings": "v2.0: per-category baselines and system prompts: arena-hard-auto's utils/judge_utils.py, "
+    "or a JSON/YAML mapping {category: {baseline, system_prompt}}",
 }
 LABELS = ("A>>B", "A>B", "A=B", "B>A", "B>>A")
+MIRRORED = {"A<<B": "B>>A", "A<B": "B>A", "B=A": "A=B", "B<<A": "A>>B", "B<A": "A>B"}  # v2.0 also reads these
+UNKNOWN_LABEL = "unknown verdict label"
 SCALE, BASE, INIT_RATING = 400.0, 10.0, 1000.0
 ELO_CLIP = 4000.0  # a one-sided (infinite) rating is clipped this far from the anchor for percentiles (odds 1e10)
+V01_FOLLOW_UP = "continue your judgment and finish by outputting a final verdict label"  # gen_judgment.py @3071ef95
+ANSWER = "an Arena-Hard answer record (question_id, model_id, choices) or (uid, model, messages)"
+QUESTION = "an Arena-Hard question record (question_id, category, turns) or (uid, category, prompt)"
+V20_BASELINES = {  # utils/judge_utils.py JUDGE_SETTINGS @196f6b82: question category -> baseline model
+    "hard_prompt": "o3-mini-2025-01-31",
+    "coding": "o3-mini-2025-01-31",
+    "math": "o3-mini-2025-01-31",
+    "creative_writing": "gemini-2.0-flash-001",
+}
+ANY_CATEGORY = "*"
 
 
 @dataclass(frozen=True)
 class Protocol:
-    """One version of the Arena-Hard protocol: its judge, baseline, decoding, parsing and scoring settings."""
+    """One version of the Arena-Hard protocol: its judge, baselines, decoding, parsing and scoring settings."""
 
     version: str
+    source: str  # where the values come from
     bench_name: str
     judge_model: str
-    baseline_model: str
+    baselines: Mapping[str, str]  # question category -> baseline model (ANY_CATEGORY: every category)
     judge_temperature: float
     judge_max_tokens: int
     judgment_attempts: int
-    verdict_pattern: str
+    verdict_patterns: tuple[str, ...]
+    labels: Mapping[str, str]  # label as the judge may write it -> one of LABELS
+    last_match: bool  # v2.0: patterns in order, upper-cased, last match; v0.1: one distinct label, else ask again
+    template_keys: tuple[str, str, str]  # the template's fields for the question, answer A and answer B
+    settings_asset: bool  # system prompts (and baselines) per category come from the judge_settings asset
+    headline_category: str | None  # the category reported as win_rate (None: all prompts together)
     strong_weight: int
     bootstrap_rounds: int
-    follow_up: str
+    follow_up: str | None  # the user turn after a reply without a label (None: not continued)
+    expected_judge_output_tokens: int  # what the cost guard expects a judgment to cost (evals.budget)
     generation: Mapping[str, Any]  # what the prompts are answered with (the workflow's benchmark decoding)
+
+    @property
+    def assets(self) -> tuple[str, ...]:
+        """The asset files this version needs."""
+        return ("baseline_answers", "judge_config", *(("judge_settings",) if self.settings_asset else ()))
 
 
 PROTOCOLS: dict[str, Protocol] = {
     "v0.1": Protocol(
         version="v0.1",
+        source="lmarena/arena-hard-auto@3071ef95d913bb5cd632641db336a3b6c7fe4bdd",
         bench_name="arena-hard-v0.1",
         judge_model="gpt-4-1106-preview",
-        baseline_model="gpt-4-0314",
+        baselines={ANY_CATEGORY: "gpt-4-0314"},
         judge_temperature=0.0,
         judge_max_tokens=4096,
         judgment_attempts=2,
-        verdict_pattern=r"\[\[([AB<>=]+)\]\]",
+        verdict_patterns=(r"\[\[([AB<>=]+)\]\]",),
+        labels={label: label for label in LABELS},
+        last_match=False,
+        template_keys=("question_1", "answer_1", "answer_2"),
+        settings_asset=False,
+        headline_category=None,
         strong_weight=3,
         bootstrap_rounds=100,
-        follow_up="Continue your judgment, then end it with your final verdict label.",
+        follow_up=V01_FOLLOW_UP,
+        # ~2,400 characters (about 600 tokens at 4 a token): a small sample (6) of gpt-4-1106-preview's v0.1
+        # judgments in arena-hard-auto's published model_judgment/gpt-4-1106-preview/gpt-4-0613.jsonl; it puts a
+        # model's v0.1 judging at about a quarter of the max_tokens bound, as real runs cost.
+        expected_judge_output_tokens=600,
         generation={"temperature": 0.0, "max_new_tokens": 4096},
     ),
-    # "v2.0": 750 prompts (hard prompts plus creative writing), newer judges and baselines, and changed
-    # question/answer files and judge configs. Add it here as its own Protocol (and its own prompt set and
-    # assets in the config) once implemented; nothing in v0.1's settings carries over unchecked.
+    "v2.0": Protocol(
+        version="v2.0",
+        source="lmarena/arena-hard-auto@196f6b826783b3da7310e361a805fa36f0be83f3",
+        bench_name="arena-hard-v2.0",
+        judge_model="gpt-4.1",
+        baselines=V20_BASELINES,
+        judge_temperature=0.0,
+        judge_max_tokens=16000,
+        judgment_attempts=1,
+        verdict_patterns=(r"\[\[([AB<>=]+)\]\]", r"\[([AB<>=]+)\]"),
+        labels={**{label: label for label in LABELS}, **MIRRORED},
+        last_match=True,
+        template_keys=("QUESTION", "ANSWER_A", "ANSWER_B"),
+        settings_asset=True,
+        headline_category="hard_prompt",
+        strong_weight=3,
+        bootstrap_rounds=100,
+        follow_up=None,
+        # No published v2.0 judgments were readable here; assumed as long as v0.1's (same system prompts).
+        expected_judge_output_tokens=600,
+        generation={"temperature": 0.0, "max_new_tokens": 16000},
+    ),
 }
 OPTIONS: dict[str, Any] = {"protocol": "v0.1", "allow_partial": False, "bootstrap_rounds": None, "bootstrap_seed": 42}
 
@@ -126,31 +214,137 @@ def protocol(version: str) -> Protocol:
     return PROTOCOLS[version]
 
 
-# --------------------------------------------------------------------------- prompts and outputs
+def run_protocol(options: Mapping[str, Any] | None) -> Protocol:
+    """The protocol the (checked) options select."""
+    return protocol(check_options(options or {}, OPTIONS, NAME)["protocol"])
+
+
+def other_versions(proto: Protocol) -> str:
+    return ", ".join(v for v in PROTOCOLS if v != proto.version)
+
+
+# --------------------------------------------------------------------------- questions and answers
+
+
+@dataclass(frozen=True)
+class Question:
+    """One prompt: its id, category, text, and whether its file had arena-hard-auto's ``uid`` layout."""
+
+    question_id: Any
+    category: str
+    text: str
+    uid_layout: bool
+
+
+def version_of_category(category: str) -> str:
+    """The protocol version a question category belongs to (v2.0's are its baseline table's)."""
+    return "v2.0" if category in V20_BASELINES else "v0.1"
+
+
+def question_text(record: Mapping[str, Any], where: Where) -> tuple[Any, str]:
+    """A question record's id and prompt text, in either layout."""
+    if "uid" in record:
+        return require_field(record, "uid", where, QUESTION, (str, int)), require_field(
+            record, "prompt", where, QUESTION
+        )
+    qid = require_field(record, "question_id", where, QUESTION, (str, int))
+    turns = require_field(record, "turns", where, QUESTION, list)
+    if not turns or not isinstance(turns[0], Mapping) or not isinstance(turns[0].get("content"), str):
+        raise where.error("turns[0].content", "missing (an Arena-Hard prompt is one turn {content: str})")
+    return qid, turns[0]["content"]
+
+
+def parse_questions(records: Sequence[Mapping[str, Any]], origin: str, proto: Protocol) -> list[Question]:
+    """Question records of either layout, checked to belong to ``proto``'s version."""
+    questions = []
+    for where, record in numbered(list(records), origin):
+        qid, text = question_text(record, where)
+        category = require_field(record, "category", where, QUESTION)
+        if version_of_category(category) != proto.version:
+            raise where.error(
+                "category",
+                f"{category!r} is an Arena-Hard {version_of_category(category)} question category, but the protocol "
+                f"is {proto.version} (options.protocol; versions: {', '.join(PROTOCOLS)})",
+            )
+        questions.append(Question(qid, category, text, "uid" in record))
+    return questions
 
 
 def read_questions(path: str | Path) -> list[dict[str, Any]]:
-    """Arena-Hard prompts (a ``question.jsonl`` normalised by ``suite.data arena_hard``)."""
-    return read_jsonl(path)
+    """Arena-Hard prompts (a ``question.jsonl`` normalised by ``suite.data arena_hard``), checked again on reading."""
+    return normalised_records(path, "arena_hard")
+
+
+def _texts(path: str | Path) -> list[tuple[Any, str, bool]]:
+    """``(id, prompt, uid layout?)`` per question of a file, whatever its version."""
+    return [
+        (*question_text(record, where), "uid" in record) for where, record in numbered(read_questions(path), str(path))
+    ]
 
 
 def read_prompts(path: str | Path) -> list[list[dict[str, str]]]:
     """One single-turn conversation per prompt."""
-    return [[{"role": "user", "content": question_turns(q)[0]}] for q in read_questions(path)]
+    return [[{"role": "user", "content": text}] for _, text, _ in _texts(path)]
 
 
 def write_outputs(prompts_path: str | Path, responses: Sequence[str], generator: str, out: str | Path) -> None:
-    """arena-hard-auto's model-answer records (a JSON list), turns as ``{"content": ...}``."""
-    questions = read_questions(prompts_path)
-    if len(questions) != len(responses):
-        raise ValueError(f"{len(responses)} responses for {len(questions)} prompts in {prompts_path}")
+    """The model's answers as a JSON list, in the layout of the question file (FastChat's, or arena-hard-auto's)."""
+    prompts = _texts(prompts_path)
+    if len(prompts) != len(responses):
+        raise ValueError(f"{len(responses)} responses for {len(prompts)} prompts in {prompts_path}")
     write_json(
         out,
         [
-            answer_record(q["question_id"], generator, [{"content": text}])
-            for q, text in zip(questions, responses, strict=True)
+            uid_answer(qid, generator, prompt, text)
+            if uid_layout
+            else answer_record(qid, generator, [{"content": text}])
+            for (qid, prompt, uid_layout), text in zip(prompts, responses, strict=True)
         ],
     )
+
+
+def uid_answer(uid: Any, model: str, prompt: str, text: str) -> dict[str, Any]:
+    """arena-hard-auto's current answer record (``metadata`` left empty: its style counts are not used here)."""
+    return {
+        "uid": uid,
+        "ans_id": answer_id(model, uid, [text]),
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": {"answer": text}}],
+        "metadata": {},
+    }
+
+
+def uid_layout_answer(record: Mapping[str, Any], where: Where, expected: str = ANSWER) -> Answer:
+    """An answer of arena-hard-auto's current layout: its assistant messages' ``content.answer`` are the turns."""
+    qid = require_field(record, "uid", where, expected, (str, int))
+    model = require_field(record, "model", where, expected)
+    turns = []
+    for i, message in enumerate(require_field(record, "messages", where, expected, list)):
+        if not isinstance(message, Mapping) or message.get("role") not in ("user", "assistant", "system"):
+            raise where.error(f"messages[{i}]", "expected a message object with role user, assistant or system")
+        if message["role"] == "assistant":
+            content = message.get("content")
+            if not isinstance(content, Mapping) or not isinstance(content.get("answer"), str):
+                raise where.error(f"messages[{i}].content.answer", "missing (an assistant message is {answer: str})")
+            turns.append(content["answer"])
+    if not turns:
+        raise where.error("messages", "has no assistant message")
+    return Answer(qid, model, turns)
+
+
+def any_layout_answer(record: Mapping[str, Any], where: Where) -> Answer:
+    """An answer record of either layout."""
+    if "uid" in record or "messages" in record:
+        return uid_layout_answer(record, where)
+    return fastchat_answer(record, where, ANSWER)
+
+
+def answers_by_model(records: Sequence[Mapping[str, Any]], origin: str) -> dict[str, dict[Any, Answer]]:
+    """Answer records (of one or several models, e.g. two baseline files) grouped by model, then question."""
+    by_model: dict[str, list[Mapping[str, Any]]] = {}
+    for where, record in numbered(list(records), origin):
+        by_model.setdefault(any_layout_answer(record, where).model, []).append(record)
+    return {model: answers_by_question(rs, f"{origin} ({model})", any_layout_answer) for model, rs in by_model.items()}
 
 
 # --------------------------------------------------------------------------- the judge config
@@ -158,30 +352,36 @@ def write_outputs(prompts_path: str | Path, responses: Sequence[str], generator:
 
 @dataclass(frozen=True)
 class JudgeConfig:
-    """The judge prompt: a system prompt, one or more user templates and the verdict regex."""
+    """The judge prompt: system prompts by category, user templates, and baselines by category."""
 
-    system_prompt: str
+    system_prompts: Mapping[str, str]  # category -> system prompt (ANY_CATEGORY: every category)
     prompt_templates: tuple[str, ...]
-    pattern: re.Pattern[str]
+    baselines: Mapping[str, str]  # category -> baseline model (ANY_CATEGORY: every category)
     template: str  # versioned id for the cache
 
+    def for_category(self, mapping: Mapping[str, str], category: str, what: str) -> str:
+        if category in mapping:
+            return mapping[category]
+        if ANY_CATEGORY in mapping:
+            return mapping[ANY_CATEGORY]
+        raise ValueError(f"{NAME}: no {what} for question category {category!r} (have: {sorted(mapping)})")
 
-PROTOCOL_KEYS = {  # judge_config.yaml key -> Protocol attribute; present keys must agree with the protocol
+
+PROTOCOL_KEYS = {  # judge config key -> Protocol attribute; present keys must agree with the protocol
     "bench_name": "bench_name",
     "judge_model": "judge_model",
-    "baseline_model": "baseline_model",
     "temperature": "judge_temperature",
     "max_tokens": "judge_max_tokens",
     "number_of_judgment_attempts": "judgment_attempts",
-    "regex_pattern": "verdict_pattern",
 }
 
 
-def load_judge_config(path: str | Path, proto: Protocol) -> JudgeConfig:
-    """Read a judge config (``.yaml``, or ``.jsonl``/``.json`` with one record) and check it fits ``proto``."""
-    path = Path(path)
+def _config_file(path: Path) -> Mapping[str, Any]:
+    """A YAML or JSON mapping, or a JSON-lines (or JSON list) file with exactly one record."""
     if path.suffix in (".yaml", ".yml"):
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    elif path.suffix == ".json" and isinstance(read_json(path), Mapping):
+        config = read_json(path)
     else:
         records = read_records(path)
         if len(records) != 1:
@@ -189,46 +389,132 @@ def load_judge_config(path: str | Path, proto: Protocol) -> JudgeConfig:
         config = records[0]
     if not isinstance(config, Mapping):
         raise ValueError(f"{path}: expected a mapping of judge settings")
+    return config
+
+
+def _check_agrees(path: Path, config: Mapping[str, Any], proto: Protocol) -> None:
+    """Keys the protocol fixes must agree with it; a file of the other version is named as such."""
+    if config.get("bench_name", proto.bench_name) != proto.bench_name:
+        other = next((v for v, p in PROTOCOLS.items() if p.bench_name == config["bench_name"]), None)
+        kind = f"the judge config of Arena-Hard {other}" if other else f"for {config['bench_name']!r}"
+        raise ValueError(
+            f"{path}: bench_name is {config['bench_name']!r}: this is {kind}, but the protocol is {proto.version} "
+            f"(options.protocol; versions: {', '.join(PROTOCOLS)})"
+        )
     for key, attribute in PROTOCOL_KEYS.items():
         if key in config and config[key] != getattr(proto, attribute):
             raise ValueError(
                 f"{path}: {key} is {config[key]!r} but protocol {proto.version} has {getattr(proto, attribute)!r}"
             )
+    patterns = config.get("regex_patterns", [config["regex_pattern"]] if "regex_pattern" in config else None)
+    if patterns is not None and tuple(patterns) != proto.verdict_patterns:
+        other = [v for v, p in PROTOCOLS.items() if p.verdict_patterns == tuple(patterns)]
+        whose = f"; they are Arena-Hard {other[0]}'s" if other else ""
+        raise ValueError(
+            f"{path}: the verdict regexes {patterns} are not protocol {proto.version}'s ({proto.source}){whose}"
+        )
+    if config.get("baseline_model", proto.baselines.get(ANY_CATEGORY)) != proto.baselines.get(ANY_CATEGORY):
+        raise ValueError(f"{path}: baseline_model is {config['baseline_model']!r}, not protocol {proto.version}'s")
     if config.get("pairwise") is False or config.get("baseline") is False or config.get("reference"):
         raise ValueError(f"{path}: only the pairwise, baseline-based, reference-free setting is supported")
+
+
+def _templates(path: Path, config: Mapping[str, Any], proto: Protocol) -> tuple[str, ...]:
     templates = config.get("prompt_template")
     templates = [templates] if isinstance(templates, str) else templates
-    if (
-        not isinstance(config.get("system_prompt"), str)
-        or not templates
-        or not all(isinstance(t, str) for t in templates)
-    ):
-        raise ValueError(f"{path}: needs a 'system_prompt' string and a 'prompt_template' string or list of strings")
+    if not templates or not all(isinstance(t, str) for t in templates):
+        raise ValueError(f"{path}: needs a 'prompt_template' string or list of strings")
+    question, answer_a, answer_b = proto.template_keys
     for text in templates:
         fields = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
-        if not fields <= {"question_1", "answer_1", "answer_2"} or not {"answer_1", "answer_2"} <= fields:
-            raise ValueError(f"{path}: a prompt template must use answer_1 and answer_2 (and question_1), got {fields}")
+        if not fields <= set(proto.template_keys) or not {answer_a, answer_b} <= fields:
+            versions = [
+                v for v, p in PROTOCOLS.items() if v != proto.version and fields and fields <= set(p.template_keys)
+            ]
+            which = f" (Arena-Hard {versions[0]}'s fields)" if versions else ""
+            raise ValueError(
+                f"{path}: a prompt template of protocol {proto.version} must use {{{answer_a}}} and {{{answer_b}}} "
+                f"(and {{{question}}}), got {sorted(fields)}{which}"
+            )
+    return tuple(templates)
+
+
+def load_judge_settings(path: str | Path, proto: Protocol) -> tuple[dict[str, str], dict[str, str]]:
+    """System prompts and baselines by category (v2.0): upstream's ``judge_utils.py`` or a JSON/YAML mapping.
+
+    A baseline other than the protocol's is logged (as a v0.1 baseline is),
+    so small fixtures can name their own; the result records the baselines.
+    """
+    path = Path(path)
+    settings = literal("JUDGE_SETTINGS", assignments(path), str(path)) if path.suffix == ".py" else _config_file(path)
+    prompts, baselines = {}, {}
+    for category, expected in proto.baselines.items():
+        entry = settings.get(category)
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("system_prompt"), str):
+            raise ValueError(f"{path}: category {category!r} needs a 'system_prompt' string")
+        if not isinstance(entry.get("baseline"), str):
+            raise ValueError(f"{path}: category {category!r} needs a 'baseline' model name")
+        if entry["baseline"] != expected:
+            log.warning(
+                "%s: baseline for %s is %r, not protocol %s's %r",
+                path,
+                category,
+                entry["baseline"],
+                proto.version,
+                expected,
+            )
+        prompts[category], baselines[category] = entry["system_prompt"], entry["baseline"]
+    return prompts, baselines
+
+
+def load_judge_config(path: str | Path, proto: Protocol, settings: str | Path | None = None) -> JudgeConfig:
+    """Read a judge config (and, for v2.0, the judge settings) and check they fit ``proto``."""
+    path = Path(path)
+    config = _config_file(path)
+    _check_agrees(path, config, proto)
+    templates = _templates(path, config, proto)
+    if proto.settings_asset:
+        if settings is None:
+            raise ValueError(f"{NAME}: protocol {proto.version} needs the judge_settings asset (system prompts)")
+        system_prompts, baselines = load_judge_settings(settings, proto)
+    else:
+        if settings is not None:
+            raise ValueError(
+                f"{NAME}: judge_settings is a v2.0 asset; protocol {proto.version} takes judge_config only"
+            )
+        if not isinstance(config.get("system_prompt"), str):
+            raise ValueError(f"{path}: needs a 'system_prompt' string")
+        system_prompts, baselines = {ANY_CATEGORY: config["system_prompt"]}, dict(proto.baselines)
+    texts = [f"{category}\x00{text}" for category, text in sorted(system_prompts.items())]
     return JudgeConfig(
-        system_prompt=config["system_prompt"],
-        prompt_templates=tuple(templates),
-        pattern=re.compile(proto.verdict_pattern),
-        template=template_id(f"arena_hard/{proto.version}", config["system_prompt"], *templates),
+        system_prompts=system_prompts,
+        prompt_templates=templates,
+        baselines=baselines,
+        template=template_id(f"arena_hard/{proto.version}", *texts, *templates),
     )
 
 
-def parse_verdict(judgment: str, pattern: re.Pattern[str]) -> tuple[str | None, bool]:
-    """The verdict label of a judgment and whether to ask again (no label at all), as arena-hard does.
+def parse_verdict(judgment: str, proto: Protocol) -> tuple[str | None, str | None]:
+    """The verdict label of a judgment (one of :data:`LABELS`), or None and why, as the protocol's version reads it.
 
-    One distinct label: that label (None if it is not one of the five).
-    Several different labels: undecided, not asked again.
+    v0.1: the one distinct match of its regex (no match: ``NO_VERDICT``, asked
+    again; different labels: ``CONFLICTING``, not asked again). v2.0: the last
+    match of the first regex that matches the upper-cased judgment.
     """
-    matches = [m for m in pattern.findall(judgment) if m != ""]
+    if proto.last_match:
+        for pattern in proto.verdict_patterns:
+            matches = [m for m in re.findall(pattern, judgment.upper()) if m != ""]
+            if matches:
+                label = matches[-1].strip("\n")
+                return (proto.labels[label], None) if label in proto.labels else (None, UNKNOWN_LABEL)
+        return None, NO_VERDICT
+    matches = [m for m in re.findall(proto.verdict_patterns[0], judgment) if m != ""]
     if not matches:
-        return None, True
+        return None, NO_VERDICT
     if len(set(matches)) > 1:
-        return None, False
+        return None, CONFLICTING
     label = matches[0].strip("\n")
-    return (label if label in LABELS else None), False
+    return (proto.labels[label], None) if label in proto.labels else (None, UNKNOWN_LABEL)
 
 
 # --------------------------------------------------------------------------- judging
@@ -239,24 +525,25 @@ class Game:
     """One judged pairing of a prompt: ``game`` 1 shows the baseline as A, game 2 the model as A."""
 
     question_id: Any
+    category: str
+    baseline: str
     game: int
     messages: tuple[dict[str, str], ...]
     payload: dict[str, Any]
     replies: list[str] = field(default_factory=list)
     verdict: str | None = None
+    missing_reason: str | None = None
 
     def request(self, config: JudgeConfig, proto: Protocol) -> JudgeRequest:
-        """The conversation so far: each earlier reply followed by the request to finish with a verdict."""
-        history: list[dict[str, str]] = []
-        for reply in self.replies:
-            history += [{"role": "assistant", "content": reply}, {"role": "user", "content": proto.follow_up}]
+        """The game's first request (a continuation: :func:`judge_policy`)."""
         return JudgeRequest(
-            messages=self.messages + tuple(history),
+            messages=self.messages,
             max_tokens=proto.judge_max_tokens,
             temperature=proto.judge_temperature,
             top_logprobs=None,
             template=config.template,
             payload=self.payload,
+            item=f"{NAME} question {self.question_id} game {self.game}",
         )
 
     @property
@@ -266,53 +553,82 @@ class Game:
 
 
 def build_games(
-    questions: Sequence[Mapping[str, Any]],
+    questions: Sequence[Question],
     answers: Mapping[Any, str],
-    baseline: Mapping[Any, str],
+    baselines: Mapping[str, Mapping[Any, str]],
     config: JudgeConfig,
+    proto: Protocol,
 ) -> list[Game]:
+    """Both games of every prompt, against its category's baseline (``baselines``: model -> answers by question)."""
     games = []
     for q in questions:
-        qid, text = q["question_id"], question_turns(q)[0]
-        for game, (a, b) in enumerate(((baseline[qid], answers[qid]), (answers[qid], baseline[qid])), start=1):
-            prompts = [t.format(question_1=text, answer_1=a, answer_2=b) for t in config.prompt_templates]
+        baseline = config.for_category(config.baselines, q.category, "baseline")
+        system_prompt = config.for_category(config.system_prompts, q.category, "system prompt")
+        theirs, mine = baselines[baseline][q.question_id], answers[q.question_id]
+        for game, (a, b) in enumerate(((theirs, mine), (mine, theirs)), start=1):
+            fields = dict(zip(proto.template_keys, (q.text, a, b), strict=True))
+            prompts = [t.format(**fields) for t in config.prompt_templates]
             games.append(
                 Game(
-                    question_id=qid,
+                    question_id=q.question_id,
+                    category=q.category,
+                    baseline=baseline,
                     game=game,
-                    messages=openai_messages(config.system_prompt, prompts),
-                    payload={"task": "pairwise_verdict", "question": text, "answer_a": a, "answer_b": b, "game": game},
+                    messages=openai_messages(system_prompt, prompts),
+                    payload={
+                        "task": "pairwise_verdict",
+                        "question": q.text,
+                        "answer_a": a,
+                        "answer_b": b,
+                        "game": game,
+                    },
                 )
             )
     return games
 
 
-def judge_all(judge: Judge, games: Sequence[Game], config: JudgeConfig, proto: Protocol) -> int:
-    """Judge every game, continuing those without a label; returns the number of requests made."""
-    pending = list(games)
-    n_requests = 0
-    for attempt in range(proto.judgment_attempts):
-        if not pending:
-            break
-        replies = complete_all(
-            judge, [g.request(config, proto) for g in pending], desc=f"arena_hard judge (attempt {attempt + 1})"
+def judge_policy(proto: Protocol) -> AskPolicy:
+    """A game is answered by a verdict; v0.1 continues a reply without any label with its follow-up turn."""
+
+    def continuation(request: JudgeRequest, reply: JudgeReply, attempt: int) -> JudgeRequest | None:
+        if proto.follow_up is None or parse_verdict(reply.text, proto)[1] != NO_VERDICT:
+            return None
+        turns = ({"role": "assistant", "content": reply.text}, {"role": "user", "content": proto.follow_up})
+        return JudgeRequest(
+            messages=request.messages + turns,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            top_logprobs=None,
+            template=request.template,
+            payload=request.payload,
+            item=request.item,
         )
-        n_requests += len(pending)
-        again = []
-        for game, reply in zip(pending, replies, strict=True):
-            game.replies.append(reply.text)
-            game.verdict, retry = parse_verdict(game.judgment, config.pattern)
-            if retry:
-                again.append(game)
-        pending = again
-    return n_requests
+
+    return AskPolicy(
+        accept=lambda reply: parse_verdict(reply.text, proto)[0] is not None,
+        attempts=proto.judgment_attempts,
+        follow_up=continuation,
+    )
+
+
+def judge_all(judge: Judge, games: Sequence[Game], config: JudgeConfig, proto: Protocol) -> int:
+    """Judge every game (continuing those without a label, in v0.1); returns the number of requests made."""
+    exchanges = complete_all(judge, [g.request(config, proto) for g in games], "arena_hard judge", judge_policy(proto))
+    for game, exchange in zip(games, exchanges, strict=True):
+        game.replies = exchange.texts
+        game.verdict, game.missing_reason = parse_verdict(game.judgment, proto)
+        if not exchange.accepted:
+            game.verdict = None
+    return sum(len(e.replies) for e in exchanges)
 
 
 # --------------------------------------------------------------------------- battles and Bradley-Terry
 
 
-def battles_from_games(games: Sequence[Game], baseline: str, model: str, strong_weight: int) -> pd.DataFrame:
-    """Battles (``model_a`` baseline, ``model_b`` model, ``winner``); strong verdicts count ``strong_weight`` times.
+def battles_from_games(games: Sequence[Game], model: str, strong_weight: int) -> pd.DataFrame:
+    """Battles (``model_a`` the baseline, ``model_b`` the model, ``winner``); strong verdicts count more.
+
+    A strong verdict (``>>``) counts ``strong_weight`` times.
 
     Game 1 shows the baseline as A, game 2 shows the model as A, so a label
     means the opposite winner in the two games.
@@ -326,7 +642,7 @@ def battles_from_games(games: Sequence[Game], baseline: str, model: str, strong_
         if g.verdict is None:
             continue
         weight = strong_weight if ">>" in g.verdict else 1
-        row = {"question_id": g.question_id, "model_a": baseline, "model_b": model}
+        row = {"question_id": g.question_id, "model_a": g.baseline, "model_b": model}
         rows += [{**row, "winner": winner_of_label[g.game][g.verdict]}] * weight
     return pd.DataFrame(rows, columns=["question_id", "model_a", "model_b", "winner"])
 
@@ -428,6 +744,11 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _finite(value: float) -> float | None:
+    """JSON has no infinity: an unbounded rating is written as null (its win rate says 0 or 100)."""
+    return value if math.isfinite(value) else None
+
+
 # --------------------------------------------------------------------------- evaluation
 
 
@@ -442,6 +763,20 @@ def _counts(games: Sequence[Game]) -> dict[str, Any]:
     }
 
 
+EMPTY_SCORE = dict.fromkeys(("win_rate", "win_rate_ci_lower", "win_rate_ci_upper", "standard_error", "elo", "elo_ci"))
+
+
+def category_score(games: Sequence[Game], model: str, proto: Protocol, rounds: int, seed: int) -> dict[str, Any]:
+    """Win rate (with interval) against the baseline of these games, which all share one baseline."""
+    battles = battles_from_games(games, model, proto.strong_weight)
+    baseline = games[0].baseline
+    scored = {"baseline": baseline, "n_battles": len(battles), **EMPTY_SCORE, "win_rate_unavailable_reason": None}
+    if battles.empty:
+        scored["win_rate_unavailable_reason"] = f"none of the {len(games)} games has a verdict"
+        return scored
+    return {**scored, **score_battles(battles, baseline, model, rounds, seed)}
+
+
 def prepare(
     model_answers: Sequence[Mapping[str, Any]],
     questions: Sequence[Mapping[str, Any]],
@@ -449,20 +784,52 @@ def prepare(
     config: JudgeConfig,
     proto: Protocol,
     judge: Judge | None = None,
-) -> tuple[dict[Any, str], str, str, list[Game]]:
-    """The model's answers, the model and baseline names, and the games to judge (both orders per prompt)."""
-    qids = [q["question_id"] for q in questions]
-    answers = _single_turn(answers_by_question(model_answers, "model answers"), qids, "model answers")
-    baseline = _single_turn(answers_by_question(baseline_answers, "baseline answers"), qids, "baseline answers")
-    model_name = _model_id(model_answers, "model answers")
-    baseline_name = _model_id(baseline_answers, "baseline answers")
-    if baseline_name == model_name:
-        raise ValueError(f"the model and the baseline are both called {model_name!r}")
-    if baseline_name != proto.baseline_model:
-        log.warning("baseline %r is not protocol %s's %r", baseline_name, proto.version, proto.baseline_model)
+) -> tuple[list[Question], dict[Any, str], str, list[Game]]:
+    """The prompts, the model's answers and name, and the games to judge (both orders per prompt)."""
+    prompts = parse_questions(questions, "questions", proto)
+    qids = [q.question_id for q in prompts]
+    mine = answers_by_question(model_answers, "model answers", any_layout_answer)
+    model_name = only_model(mine, "model answers")
+    answers = _single_turn(mine, qids, "model answers")
+    baselines = answers_by_model(baseline_answers, "baseline answers")
+    if model_name in baselines:
+        raise ValueError(f"the model and a baseline are both called {model_name!r}")
+    _check_baselines(baselines, proto)
+    if ANY_CATEGORY in config.baselines:  # v0.1: one baseline file, whatever its model (checked above)
+        (only,) = baselines
+        config = JudgeConfig(config.system_prompts, config.prompt_templates, {ANY_CATEGORY: only}, config.template)
+    served: dict[str, list[Any]] = {}  # baseline model -> the questions it is the baseline of
+    for q in prompts:
+        served.setdefault(config.for_category(config.baselines, q.category, "baseline"), []).append(q.question_id)
+    lacking = sorted(set(served) - set(baselines))
+    if lacking:
+        raise ValueError(
+            f"no baseline answers by {lacking} (the baselines of these questions' categories); got answers of "
+            f"{sorted(baselines)}: give each baseline's answer file as an asset"
+        )
+    texts = {
+        name: _single_turn(baselines[name], qids, f"baseline answers ({name})", extra_ok=True)
+        for name, qids in served.items()
+    }
     if judge is not None and not judge.is_offline and judge.name.split(":", 1)[-1] != proto.judge_model:
         log.warning("judge %s is not protocol %s's %s", judge.name, proto.version, proto.judge_model)
-    return answers, model_name, baseline_name, build_games(questions, answers, baseline, config)
+    return prompts, answers, model_name, build_games(prompts, answers, texts, config, proto)
+
+
+def _check_baselines(baselines: Mapping[str, Any], proto: Protocol) -> None:
+    """Baseline answers of the other version are an error naming both; a custom v0.1 baseline only a warning."""
+    for name in baselines:
+        for version, other in PROTOCOLS.items():
+            if version != proto.version and name in other.baselines.values() and name not in proto.baselines.values():
+                raise ValueError(
+                    f"baseline answers by {name!r} are Arena-Hard {version}'s baseline, but the protocol is "
+                    f"{proto.version} (its baselines: {sorted(set(proto.baselines.values()))})"
+                )
+    if ANY_CATEGORY in proto.baselines:
+        if len(baselines) != 1:
+            raise ValueError(f"protocol {proto.version} has one baseline; got answers of {sorted(baselines)}")
+        if proto.baselines[ANY_CATEGORY] not in baselines:
+            log.warning("baseline %s is not protocol %s's %r", list(baselines), proto.version, proto.baselines["*"])
 
 
 def evaluate(
@@ -473,54 +840,41 @@ def evaluate(
     config: JudgeConfig,
     options: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Judge every prompt twice against the baseline; returns the result record and the judgments."""
+    """Judge every prompt twice against its baseline; returns the result record and the judgments.
+
+    A prompt with a game left without a verdict is an error unless
+    ``allow_partial``; then both its games are left out.
+    """
     opts = check_options(options or {}, OPTIONS, NAME)
     proto = protocol(opts["protocol"])
-    rounds = int(opts["bootstrap_rounds"] or proto.bootstrap_rounds)
-    answers, model_name, baseline_name, games = prepare(
-        model_answers, questions, baseline_answers, config, proto, judge
-    )
+    rounds, seed = int(opts["bootstrap_rounds"] or proto.bootstrap_rounds), int(opts["bootstrap_seed"])
+    prompts, answers, model_name, games = prepare(model_answers, questions, baseline_answers, config, proto, judge)
     n_requests = judge_all(judge, games, config, proto)
-    battles = battles_from_games(games, baseline_name, model_name, proto.strong_weight)
-    missing = [g for g in games if g.verdict is None]
+    missing = _missing_prompts(games)
+    require_complete(NAME, len(prompts), missing, opts["allow_partial"])
+    lost = {qid for ids in missing.values() for qid in ids}
+    scored = [g for g in games if g.question_id not in lost]
     result: dict[str, Any] = {
         "benchmark": NAME,
         "protocol": proto.version,
+        "protocol_source": proto.source,
         "generator": model_name,
-        "baseline": baseline_name,
-        "n": len(questions),
+        "baseline": None,
+        **completeness(len(prompts), missing),
         "n_games": len(games),
-        "n_games_missing": len(missing),
-        "n_battles": len(battles),
-        "partial": False,
+        "n_games_missing": sum(g.verdict is None for g in games),
+        "n_battles": len(battles_from_games(scored, model_name, proto.strong_weight)),
         **_counts(games),
-        "win_rate": None,
-        "win_rate_ci_lower": None,
-        "win_rate_ci_upper": None,
-        "standard_error": None,
-        "elo": None,
-        "elo_ci": None,
+        **EMPTY_SCORE,
         "win_rate_unavailable_reason": None,
     }
-    if missing and not opts["allow_partial"]:
-        where = ", ".join(f"{g.question_id} game {g.game}" for g in missing[:10]) + (
-            " ..." if len(missing) > 10 else ""
-        )
-        result["win_rate_unavailable_reason"] = (
-            f"{len(missing)} of {len(games)} games have no verdict after {proto.judgment_attempts} attempts "
-            f"({where}); set the option allow_partial to score the rest (arena-hard v0.1 drops them)"
-        )
-    elif battles.empty:
-        result["win_rate_unavailable_reason"] = f"none of the {len(games)} games has a verdict"
-    else:
-        result.update(score_battles(battles, baseline_name, model_name, rounds, int(opts["bootstrap_seed"])))
-        if missing:
-            result["partial"] = True
-            result["partial_note"] = f"partial: {len(missing)} of {len(games)} games without a verdict left out"
+    if missing:
+        result["partial_note"] = f"partial: {result['n_expected'] - result['n']} prompts without both verdicts left out"
+    result.update(_scores(scored, games, model_name, proto, rounds, seed))
     result.update(
         {
             "bootstrap_rounds": rounds,
-            "bootstrap_seed": int(opts["bootstrap_seed"]),
+            "bootstrap_seed": seed,
             "avg_length": sum(len(a) for a in answers.values()) / max(1, len(answers)),
             "judge": judge.name,
             "judge_is_offline": judge.is_offline,
@@ -533,31 +887,54 @@ def evaluate(
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
         }
     )
-    annotations = _judgments(games, model_name, judge.name)
-    return result, annotations
+    return result, _judgments(games, model_name, judge.name)
 
 
-def _single_turn(records: Mapping[Any, Mapping[str, Any]], qids: Sequence[Any], origin: str) -> dict[Any, str]:
+def _missing_prompts(games: Sequence[Game]) -> dict[str, list[Any]]:
+    """The prompts with a game left without a verdict, by the first such game's reason."""
+    missing: dict[str, list[Any]] = {}
+    for g in games:
+        if g.verdict is None and not any(g.question_id in ids for ids in missing.values()):
+            missing.setdefault(g.missing_reason or NO_VERDICT, []).append(g.question_id)
+    return missing
+
+
+def _scores(
+    scored: Sequence[Game], games: Sequence[Game], model: str, proto: Protocol, rounds: int, seed: int
+) -> dict[str, Any]:
+    """The headline score (all prompts, or v2.0's headline category) and, for v2.0, one score per category."""
+    if proto.headline_category is None:
+        if not scored:
+            return {"baseline": games[0].baseline, "win_rate_unavailable_reason": "no prompt has both verdicts"}
+        return category_score(scored, model, proto, rounds, seed)
+    by_category: dict[str, list[Game]] = {}
+    for g in scored:
+        by_category.setdefault(g.category, []).append(g)
+    categories = {c: category_score(gs, model, proto, rounds, seed) for c, gs in sorted(by_category.items())}
+    headline = categories.get(proto.headline_category)
+    if headline is None:
+        reason = f"no {proto.headline_category} prompt was scored (the protocol reports that category's win rate)"
+        headline = {"win_rate_unavailable_reason": reason}
+    headline = {k: v for k, v in headline.items() if k != "n_battles"}  # the top-level n_battles counts them all
+    return {**headline, "win_rate_category": proto.headline_category, "category_scores": categories}
+
+
+def _single_turn(
+    records: Mapping[Any, Answer], qids: Sequence[Any], origin: str, extra_ok: bool = False
+) -> dict[Any, str]:
     lacking = [q for q in qids if q not in records]
     if lacking:
         raise ValueError(f"{origin}: no answer for {len(lacking)} prompts, e.g. {lacking[:3]}")
     extra = sorted(set(records) - set(qids), key=str)
-    if extra and origin == "model answers":
+    if extra and not extra_ok:
         raise ValueError(f"{origin}: answers for prompts not in the question file, e.g. {extra[:3]}")
     texts = {}
     for qid in qids:
-        turns = answer_turns(records[qid])
+        turns = records[qid].turns
         if len(turns) != 1:
             raise ValueError(f"{origin}: the answer to {qid} has {len(turns)} turns; Arena-Hard prompts have one")
         texts[qid] = turns[0]
     return texts
-
-
-def _model_id(records: Sequence[Mapping[str, Any]], origin: str) -> str:
-    names = {str(r.get("model_id")) for r in records}
-    if len(names) != 1:
-        raise ValueError(f"{origin}: expected one model_id, got {sorted(names)}")
-    return names.pop()
 
 
 def _judgments(games: Sequence[Game], model: str, judge_name: str) -> list[dict[str, Any]]:
@@ -565,7 +942,15 @@ def _judgments(games: Sequence[Game], model: str, judge_name: str) -> list[dict[
     by_question: dict[Any, dict[str, Any]] = {}
     for g in games:
         record = by_question.setdefault(
-            g.question_id, {"question_id": g.question_id, "model": model, "judge": judge_name, "games": []}
+            g.question_id,
+            {
+                "question_id": g.question_id,
+                "model": model,
+                "judge": judge_name,
+                "category": g.category,
+                "baseline": g.baseline,
+                "games": [],
+            },
         )
         record["games"].append(
             {
@@ -573,6 +958,7 @@ def _judgments(games: Sequence[Game], model: str, judge_name: str) -> list[dict[
                 "judgment": g.judgment,
                 "score": g.verdict,
                 "attempts": len(g.replies),
+                "missing_reason": g.missing_reason if g.verdict is None else None,
             }
         )
     return list(by_question.values())
@@ -582,24 +968,37 @@ def _judgments(games: Sequence[Game], model: str, judge_name: str) -> list[dict[
 
 
 def _validate_asset(name: str, path: Path, proto: Protocol) -> None:
+    """What ``--fetch-asset`` checks before it keeps a file."""
     if name == "judge_config":
-        load_judge_config(path, proto)
+        config = _config_file(path)
+        _check_agrees(path, config, proto)
+        _templates(path, config, proto)
+    elif name == "judge_settings":
+        load_judge_settings(path, proto)
     else:
-        records = read_records(path)
-        answers_by_question(records, str(path))
-        _model_id(records, str(path))
+        checked_answers(path)
 
 
 def load_inputs(
-    outputs: str | Path, questions: str | Path, baseline_answers: str | Path, judge_config: str | Path, proto: Protocol
+    outputs: str | Path, questions: str | Path, assets: Mapping[str, str | Path | None], proto: Protocol
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], JudgeConfig]:
-    """The model answers, questions, baseline answers and judge config from their files."""
-    return (
-        read_records(outputs),
-        read_questions(questions),
-        read_records(baseline_answers),
-        load_judge_config(judge_config, proto),
-    )
+    """The model answers, questions, baseline answers (every baseline file) and judge config from their files."""
+    lacking = [name for name in proto.assets if assets.get(name) is None]
+    if lacking:
+        raise ValueError(f"{NAME}: protocol {proto.version} needs the assets {', '.join(lacking)}")
+    baselines = []
+    for name in ("baseline_answers", "second_baseline_answers"):
+        if assets.get(name) is not None:
+            baselines += checked_answers(assets[name])  # type: ignore[arg-type]
+    config = load_judge_config(assets["judge_config"], proto, assets.get("judge_settings"))  # type: ignore[arg-type]
+    return checked_answers(outputs), read_questions(questions), baselines, config
+
+
+def checked_answers(path: str | Path) -> list[dict[str, Any]]:
+    """An answer file's records, each checked as it is read (so an error names the file)."""
+    records = read_records(path)
+    answers_by_model(records, str(path))
+    return records
 
 
 def judge_requests(
@@ -610,18 +1009,17 @@ def judge_requests(
 ) -> list[JudgeRequest]:
     """The first-attempt judge requests for an outputs file, two games per prompt (used by :mod:`evals.budget`).
 
-    ``assets`` holds the files ``main`` takes as flags: ``baseline_answers`` and ``judge_config``.
+    ``assets`` holds the files ``main`` takes as flags (:data:`ASSETS`).
     """
-    assets = assets or {}
-    lacking = [name for name in ASSETS if name not in assets]
-    if lacking:
-        raise ValueError(f"{NAME}: judge_requests needs the assets {', '.join(lacking)}")
-    proto = protocol(check_options(options or {}, OPTIONS, NAME)["protocol"])
-    answers, questions, baseline, config = load_inputs(
-        outputs_path, prompts_path, assets["baseline_answers"], assets["judge_config"], proto
-    )
-    _, _, _, games = prepare(answers, questions, baseline, config, proto)
+    proto = run_protocol(options)
+    answers, questions, baselines, config = load_inputs(outputs_path, prompts_path, assets or {}, proto)
+    *_, games = prepare(answers, questions, baselines, config, proto)
     return [g.request(config, proto) for g in games]
+
+
+def expected_judge_output_tokens(options: Mapping[str, Any] | None) -> int:
+    """What one judgment of the selected protocol is expected to cost in output tokens (:mod:`evals.budget`)."""
+    return run_protocol(options).expected_judge_output_tokens
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -629,7 +1027,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = json.loads(args.options)
-    proto = protocol(check_options(options, OPTIONS, NAME)["protocol"])
+    proto = run_protocol(options)
 
     if args.fetch_asset:
         require(parser, args, ["source", "out"])
@@ -637,12 +1035,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         path = fetch_asset(json.loads(args.source), args.out, lambda p: _validate_asset(name, p, proto))
         log.info("wrote %s asset %s to %s", NAME, name, path)
         return
-    require(parser, args, ["outputs", "questions", "judge", "out", "baseline_answers", "judge_config"])
-    judge = make_judge(json.loads(args.judge), args.cache)
-    answers, questions, baseline, config = load_inputs(
-        args.outputs, args.questions, args.baseline_answers, args.judge_config, proto
+    require(parser, args, ["outputs", "questions", "judge", "out", *proto.assets])
+    answers, questions, baselines, config = load_inputs(
+        args.outputs, args.questions, {name: getattr(args, name) for name in ASSETS}, proto
     )
-    result, annotations = evaluate(answers, questions, baseline, judge, config, options)
+    judge = make_judge(json.loads(args.judge), args.cache)
+    result, annotations = evaluate(answers, questions, baselines, judge, config, options)
     log.info("judge %s: %d calls, %d cache hits", judge.name, result["judge_calls"], result["cache_hits"])
     if args.annotations_out is not None:
         write_json(args.annotations_out, annotations)
@@ -651,3 +1049,44 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --------------------------------------------------------------------------- per-item outcomes (suite/tables.py)
+
+
+def item_scores(annotations_path: str | Path) -> pd.Series:
+    """The model's battles against the baseline, indexed by ``(question_id, battle)``: 100 won, 50 tie, 0 lost.
+
+    Why battles and not one number per question: with two players the
+    Bradley-Terry win rate is exactly the share of battles won (ties half),
+    and a question contributes 2 to 6 battles (a strong verdict counts
+    ``strong_weight`` times). A per-question mean would weight every question
+    equally and no longer be the reported win rate. So the outcome of a
+    question is its battles; the paired bootstrap (``suite.stats``) resamples
+    questions (the first index level) and recomputes the pooled share, which
+    is the win rate on each resample. As in the result, a prompt with a game
+    left without a verdict is left out, and under v2.0 only the headline
+    category's prompts count (its win rate is the one reported).
+    """
+    from suite.annotations import annotation_records
+
+    battles = []
+    for number, record in enumerate(annotation_records(annotations_path, ["question_id", "games"]), start=1):
+        category = str(record.get("category") or "")
+        proto = protocol(version_of_category(category))
+        if proto.headline_category not in (None, category):
+            continue
+        games = []
+        for game, judged in enumerate(record["games"], start=1):
+            verdict = judged.get("score") if isinstance(judged, dict) else None
+            if verdict is not None and verdict not in LABELS:
+                raise ValueError(f"{annotations_path}: record {number}: field 'games[{game - 1}].score' is {verdict!r}")
+            games.append(Game(record["question_id"], category, "baseline", game, (), {}, verdict=verdict))
+        if all(g.verdict is not None for g in games):
+            battles.append(battles_from_games(games, "model", proto.strong_weight))
+    frame = pd.concat(battles) if battles else battles_from_games([], "model", 1)
+    score = frame["winner"].map({"model_b": 100.0, "tie": 50.0, "model_a": 0.0})
+    battle = frame.groupby("question_id", sort=False).cumcount()
+    return pd.Series(
+        score.to_numpy(), index=pd.MultiIndex.from_arrays([frame["question_id"], battle], names=["item", "battle"])
+    )

@@ -8,8 +8,13 @@ carry and their cost in USD. Where a model's outputs exist
 will send them; where they do not exist yet, from the prompt set with an
 assumed response of :data:`ASSUMED_RESPONSE_WORDS` words (marked
 ``estimated``). Prompt tokens are counted with tiktoken when its encoding is
-available (it downloads the encoding once) and as characters / 4 otherwise;
-completion tokens are the requests' ``max_tokens``, an upper bound.
+available (it downloads the encoding once) and as characters / 4 otherwise.
+Completion tokens are counted twice: *expected*, each call at the
+benchmark's expected judgment length (its module's
+``EXPECTED_JUDGE_OUTPUT_TOKENS``, measured on real judgments where they exist,
+source stated there; override with ``expected_output_tokens`` in the
+benchmark's ``judge:`` block), and *worst case*, each call at its
+``max_tokens``.
 
 Prices: USD per 1M input / output tokens, :data:`DEFAULT_PRICES` (list prices
 of the OpenAI models the suite's protocols name) extended or overridden by the
@@ -19,7 +24,7 @@ endpoint (``base_url``, e.g. a vLLM server) it is free unless its model is
 priced; ``offline`` and ``hf`` judges are free.
 
 The guard in the evaluate step: with ``judge.max_budget_usd`` set, an evaluate
-step whose estimated spend (its uncached calls) exceeds the budget refuses to
+step whose expected spend (its uncached calls) exceeds the budget refuses to
 start, and with ``judge.confirm: true`` every step that would spend anything
 refuses, unless the environment has ``AAO_CONFIRM_SPEND=1``. The budget is per
 evaluate step (one model on one benchmark), where a misconfiguration (wrong
@@ -44,14 +49,14 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from evals.judges import JudgeReply, JudgeRequest
+from evals.judges import JudgeReply, JudgeRequest, judge_identity
 from evals.judges.base import Judge
 from evals.judges.cache import cache_key
 
 log = logging.getLogger(__name__)
 
 CONFIRM_ENV = "AAO_CONFIRM_SPEND"
-BUDGET_KEYS = ("max_budget_usd", "confirm", "prices")
+BUDGET_KEYS = ("max_budget_usd", "confirm", "prices", "expected_output_tokens")
 # USD per 1M tokens (input, output): OpenAI list prices; override or extend with judge.prices in the config.
 DEFAULT_PRICES: dict[str, dict[str, float]] = {
     "gpt-4-1106-preview": {"input": 10.0, "output": 30.0},
@@ -105,21 +110,26 @@ def is_paid(judge_config: Mapping[str, Any]) -> bool:
     return judge_config.get("base_url") is None or price(judge_config) is not None
 
 
+def check_budget_settings(settings: Mapping[str, Any]) -> None:
+    """Raise ValueError naming the key when a budget key has a value of the wrong type or range."""
+    budget = settings.get("max_budget_usd")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int | float) or budget < 0):
+        raise ValueError("max_budget_usd: must be a number >= 0 (USD per evaluate step) or null")
+    if "confirm" in settings and not isinstance(settings["confirm"], bool):
+        raise ValueError("confirm: must be true or false")
+    tokens = settings.get("expected_output_tokens")
+    if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0):
+        raise ValueError("expected_output_tokens: must be an integer >= 0 (tokens per judge reply)")
+    for model, rate in (settings.get("prices") or {}).items():
+        if not isinstance(rate, Mapping) or set(rate) != {"input", "output"}:
+            raise ValueError(f"prices/{model}: must be {{input: USD per 1M tokens, output: USD per 1M tokens}}")
+        if any(isinstance(v, bool) or not isinstance(v, int | float) or v < 0 for v in rate.values()):
+            raise ValueError(f"prices/{model}: input and output must be numbers >= 0")
+
+
 def judge_name(judge_config: Mapping[str, Any]) -> str:
-    """The name the backend will give the judge (part of every cache key), without building the judge."""
-    backend = judge_config.get("backend")
-    if backend == "openai":
-        return f"openai:{judge_config['model']}"
-    if backend == "offline":
-        from evals.judges.offline import NAME
-
-        return NAME
-    if backend == "hf":
-        from evals.judges.hf_local import HFConfig
-        from evals.judges.hf_local import judge_name as hf_name
-
-        return hf_name(HFConfig.from_mapping(backend_config({k: v for k, v in judge_config.items() if k != "backend"})))
-    raise ValueError(f"unknown judge backend {backend!r}")
+    """The judge's cache identity (part of every cache key), without building the judge."""
+    return judge_identity(backend_config(judge_config))
 
 
 # --------------------------------------------------------------------------- counting
@@ -169,14 +179,21 @@ def cached_keys(cache_path: str | Path | None, judge: str, requests: Sequence[Ju
 
 @dataclass
 class Estimate:
-    """Judge calls and their cost; ``cost_usd`` is None for a paid judge without a price."""
+    """Judge calls and their cost, expected and worst case; a cost is None for a paid judge without a price.
+
+    ``output_tokens`` and ``cost_usd`` are expected (each call at the
+    benchmark's expected judgment length), ``worst_output_tokens`` and
+    ``worst_cost_usd`` the bound (each call at its ``max_tokens``).
+    """
 
     calls: int = 0
     cached: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    worst_output_tokens: int = 0
     paid: bool = False
     cost_usd: float | None = 0.0
+    worst_cost_usd: float | None = 0.0
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -188,33 +205,65 @@ class Estimate:
         self.cached += other.cached
         self.input_tokens += other.input_tokens
         self.output_tokens += other.output_tokens
+        self.worst_output_tokens += other.worst_output_tokens
         self.paid = self.paid or other.paid
-        self.cost_usd = None if self.cost_usd is None or other.cost_usd is None else self.cost_usd + other.cost_usd
+        self.cost_usd = _sum(self.cost_usd, other.cost_usd)
+        self.worst_cost_usd = _sum(self.worst_cost_usd, other.worst_cost_usd)
         self.notes += [n for n in other.notes if n not in self.notes]
+
+    def unpriced(self, note: str) -> None:
+        """Mark the costs unknown (a paid judge without a price, or inputs not there yet)."""
+        self.cost_usd = self.worst_cost_usd = None
+        self.notes.append(note)
+
+
+def _sum(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a + b
 
 
 def estimate(
-    judge_config: Mapping[str, Any], requests: Sequence[JudgeRequest], cache_path: str | Path | None
+    judge_config: Mapping[str, Any],
+    requests: Sequence[JudgeRequest],
+    cache_path: str | Path | None,
+    expected_output: int | None = None,
 ) -> Estimate:
-    """Calls, cache hits, tokens and cost of the requests not yet in the cache."""
+    """Calls, cache hits, tokens and cost of the requests not yet in the cache.
+
+    ``expected_output``: the expected completion tokens of one call (capped at
+    its ``max_tokens``); None counts every call at its ``max_tokens``.
+    """
     hits = cached_keys(cache_path, judge_name(judge_config), requests)
     model = judge_config.get("model")
     todo = [r for r, hit in zip(requests, hits, strict=True) if not hit]
+    worst = sum(r.max_tokens for r in todo)
     result = Estimate(
         calls=len(requests),
         cached=sum(hits),
         input_tokens=sum(prompt_tokens(r, model) for r in todo),
-        output_tokens=sum(r.max_tokens for r in todo),
+        output_tokens=worst if expected_output is None else sum(min(expected_output, r.max_tokens) for r in todo),
+        worst_output_tokens=worst,
         paid=is_paid(judge_config),
     )
     if result.paid:
         rate = price(judge_config)
         if rate is None:
-            result.cost_usd = None
-            result.notes.append(f"no price for judge model {model!r}: add it to judge.prices")
+            result.unpriced(f"no price for judge model {model!r}: add it to judge.prices")
         else:
             result.cost_usd = (result.input_tokens * rate["input"] + result.output_tokens * rate["output"]) / 1e6
+            result.worst_cost_usd = (result.input_tokens * rate["input"] + worst * rate["output"]) / 1e6
     return result
+
+
+def expected_output_tokens(benchmark: str, judge_config: Mapping[str, Any], options: Mapping[str, Any]) -> int | None:
+    """Expected completion tokens of one of the benchmark's judge calls: the config's, else the module's."""
+    from evals import get_benchmark
+
+    if judge_config.get("expected_output_tokens") is not None:
+        return int(judge_config["expected_output_tokens"])
+    module = get_benchmark(benchmark)
+    if hasattr(module, "expected_judge_output_tokens"):
+        return int(module.expected_judge_output_tokens(options))
+    return getattr(module, "EXPECTED_JUDGE_OUTPUT_TOKENS", None)
 
 
 # --------------------------------------------------------------------------- the guard
@@ -226,9 +275,11 @@ def refusal(estimate: Estimate, settings: Mapping[str, Any], what: str) -> str |
         return None
     budget = settings.get("max_budget_usd")
     cost = "unknown (no price)" if estimate.cost_usd is None else f"${estimate.cost_usd:.2f}"
+    worst = "" if estimate.worst_cost_usd is None else f" (worst case ${estimate.worst_cost_usd:.2f})"
     spend = (
         f"{what}: {estimate.to_call} judge calls ({estimate.cached} of {estimate.calls} cached), "
-        f"~{estimate.input_tokens} prompt + <={estimate.output_tokens} completion tokens, estimated cost {cost}"
+        f"~{estimate.input_tokens} prompt + ~{estimate.output_tokens} completion tokens "
+        f"(<= {estimate.worst_output_tokens}), expected cost {cost}{worst}"
     )
     if budget is not None and (estimate.cost_usd is None or estimate.cost_usd > budget):
         return f"{spend} exceeds judge.max_budget_usd = ${budget:.2f}"
@@ -261,16 +312,18 @@ def guard(
     requests: Sequence[JudgeRequest],
     cache_path: str | Path | None,
     what: str = "this evaluation",
+    expected_output: int | None = None,
 ) -> Estimate:
-    """Refuse (BudgetError) a spend over ``judge.max_budget_usd``, or any spend with ``judge.confirm``, unconfirmed.
+    """Refuse (BudgetError) an expected spend over ``judge.max_budget_usd``, or any spend with ``judge.confirm``.
 
     ``judge_config`` is the judge's config with its budget keys; without
     ``max_budget_usd`` and ``confirm`` nothing is counted or refused.
+    ``expected_output``: see :func:`estimate`. ``AAO_CONFIRM_SPEND=1`` confirms.
     """
     settings = budget_settings(judge_config)
     if settings.get("max_budget_usd") is None and not settings.get("confirm"):
         return Estimate()
-    found = estimate(judge_config, requests, cache_path)
+    found = estimate(judge_config, requests, cache_path, expected_output)
     check(found, settings, what)
     return found
 
@@ -361,11 +414,13 @@ def step_estimate(
     chosen = grader_config(benchmark, judge_config, options)
     plan = planner(benchmark)
     if plan is None:
-        unknown = Estimate(paid=is_paid(chosen), cost_usd=None if is_paid(chosen) else 0.0)
-        unknown.notes.append(f"{benchmark} cannot be estimated: its module has no judge_requests()")
+        unknown = Estimate(paid=is_paid(chosen))
+        note = f"{benchmark} cannot be estimated: its module has no judge_requests()"
+        unknown.unpriced(note) if unknown.paid else unknown.notes.append(note)
         return unknown, chosen
     extra = {"assets": dict(assets or {})} if getattr(get_benchmark(benchmark), "ASSETS", None) else {}
-    return estimate(chosen, plan(outputs, reference, options, **extra), cache_path), chosen
+    expected = expected_output_tokens(benchmark, chosen, options)
+    return estimate(chosen, plan(outputs, reference, options, **extra), cache_path, expected), chosen
 
 
 # --------------------------------------------------------------------------- the run table
@@ -423,6 +478,7 @@ class Row:
     exact: int
     estimate: Estimate
     prompts_ready: bool = True
+    expected_per_call: int | None = None  # expected completion tokens of one judge reply
 
 
 def evaluations(config: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, Any], list[tuple[str, str]]]]:
@@ -476,43 +532,77 @@ def plan_run(config: Mapping[str, Any], results: Path) -> list[Row]:
                 found, _ = step_estimate(benchmark, judge_config, outputs, prompts, cache_path, options, assets)
                 total.add(found)
         if lacking:
-            total.cost_usd = None if total.paid else total.cost_usd
-            total.notes.append(f"{label}: {', '.join(lacking)} not fetched yet: run `snakemake {lacking[0]}` first")
+            _unknown(total, f"{label}: {', '.join(lacking)} not fetched yet: run `snakemake {lacking[0]}` first")
         elif not prompts.is_file() and exact < models:
-            total.cost_usd = None if total.paid else total.cost_usd
-            total.notes.append(f"{label}: {prompts} is not prepared yet: run `snakemake {prompts}` first")
+            _unknown(total, f"{label}: {prompts} is not prepared yet: run `snakemake {prompts}` first")
         elif exact < models:
             total.notes.append(
                 f"{label}: {models - exact} of {models} models have no outputs yet: "
                 f"assumed {ASSUMED_RESPONSE_WORDS}-word responses"
             )
         name = judge_name(chosen) if chosen.get("backend") != "hf" else f"hf:{chosen.get('model')}"
-        rows.append(Row(label, name, models, exact, total, prompts.is_file() and not lacking))
+        per_call = expected_output_tokens(benchmark, chosen, options)
+        rows.append(Row(label, name, models, exact, total, prompts.is_file() and not lacking, per_call))
     return rows
 
 
+def _unknown(total: Estimate, note: str) -> None:
+    """Inputs are missing: a paid judge's cost is unknown, a free one's still zero."""
+    if total.paid:
+        total.unpriced(note)
+    else:
+        total.notes.append(note)
+
+
+def _money(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+TABLE_HEADER = (
+    "benchmark",
+    "judge",
+    "outputs",
+    "calls",
+    "cached",
+    "to call",
+    "prompt tok",
+    "tok/reply",
+    "compl tok",
+    "worst compl tok",
+    "USD expected",
+    "USD worst",
+)
+
+
+def _cells(e: Estimate) -> tuple[str, ...]:
+    return tuple(str(n) for n in (e.calls, e.cached, e.to_call, e.input_tokens))
+
+
+def _outputs(e: Estimate) -> tuple[str, ...]:
+    return str(e.output_tokens), str(e.worst_output_tokens), _money(e.cost_usd), _money(e.worst_cost_usd)
+
+
 def format_table(rows: Sequence[Row], settings: Mapping[str, Any]) -> str:
-    header = ("benchmark", "judge", "outputs", "calls", "cached", "to call", "prompt tok", "compl tok", "cost USD")
-    lines = [header]
+    """The run's judge calls per benchmark with expected and worst-case completion tokens and cost."""
+    lines = [TABLE_HEADER]
     total = Estimate()
     for row in rows:
         e = row.estimate
         total.add(e)
-        cost = "n/a" if e.cost_usd is None else f"{e.cost_usd:.2f}"
         missing = "" if row.exact == row.models else " (estimated)" if row.prompts_ready else " (unknown)"
-        outputs = f"{row.exact}/{row.models}{missing}"
-        outputs = outputs if row.models else "-"
-        counts = map(str, (e.calls, e.cached, e.to_call, e.input_tokens, e.output_tokens))
-        lines.append((row.benchmark, row.judge, outputs, *counts, cost))
-    total_cost = "n/a" if total.cost_usd is None else f"{total.cost_usd:.2f}"
-    counts = map(str, (total.calls, total.cached, total.to_call, total.input_tokens, total.output_tokens))
-    lines.append(("TOTAL", "", "", *counts, total_cost))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+        outputs = f"{row.exact}/{row.models}{missing}" if row.models else "-"
+        per_call = "-" if not row.models else "max" if row.expected_per_call is None else str(row.expected_per_call)
+        lines.append((row.benchmark, row.judge, outputs, *_cells(e), per_call, *_outputs(e)))
+    lines.append(("TOTAL", "", "", *_cells(total), "", *_outputs(total)))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(TABLE_HEADER))]
     text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines]
     text.insert(1, "  ".join("-" * w for w in widths))
     budget = settings.get("max_budget_usd")
     text.append("")
-    text.append(f"judge.max_budget_usd: {'not set' if budget is None else f'${budget:.2f}'} (per evaluate step)")
+    text.append(
+        f"judge.max_budget_usd: {'not set' if budget is None else f'${budget:.2f}'} "
+        "(per evaluate step, compared with the expected cost)"
+    )
     text.append(f"judge.confirm: {bool(settings.get('confirm'))}; confirm a spend with {CONFIRM_ENV}=1")
     text += [f"note: {n}" for row in rows for n in row.estimate.notes]
     return "\n".join(text)

@@ -283,3 +283,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --------------------------------------------------------------------------- per-item outcomes (suite/tables.py)
+
+
+def item_scores(annotations_path: str | Path) -> Any:
+    """Not defined: the score averages tasks with their own metrics, so no per-item outcome has its mean."""
+    raise NotImplementedError("capability has no per-item outcomes (the score averages tasks' own metrics)")

@@ -6,9 +6,12 @@ Both benchmarks come from the FastChat family of formats:
   ``category`` and ``turns`` (MT-Bench: strings; Arena-Hard: ``{"content": str}``);
 * answers: ``{"question_id", "answer_id", "model_id", "choices": [{"index": 0,
   "turns": [...]}]}``, turns again as strings (FastChat) or ``{"content"}``
-  objects (arena-hard-auto). The suite writes model answers as a JSON list of
+  objects (arena-hard-auto v0.1). The suite writes model answers as a JSON list of
   such records (the workflow's generation files are ``.json``) and reads
   reference or baseline answers from JSON lines, as the benchmarks ship them.
+  (arena-hard-auto's current ``uid``/``messages`` layout is read and written
+  by :mod:`evals.arena_hard`.) Every answer record is checked field by field
+  (:mod:`evals.records`), so a foreign file names its file, record and field.
 
 Assets are the files a benchmark's judge needs besides its questions (judge
 prompts, reference answers, baseline answers). The config names each as a
@@ -23,61 +26,79 @@ import argparse
 import hashlib
 import json
 import math
-import shutil
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from evals.judges import CachedJudge, Judge
-from suite.data import DataError, fetch_url
-from suite.io import atomic_path, read_json, read_jsonl
+from evals.records import numbered
+from evals.records import require as require_field
+from suite.data import DataError, Where, fetch_url
+from suite.io import copy_plain
 
 Message = dict[str, str]
+ANSWER = "a FastChat answer record (question_id, model_id, choices)"
 
 
 # --------------------------------------------------------------------------- records
 
 
-def read_records(path: str | Path) -> list[dict[str, Any]]:
-    """Records of a ``.json`` list or a ``.jsonl`` file."""
-    path = Path(path)
-    records = read_json(path) if path.suffix == ".json" else read_jsonl(path)
-    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-        raise ValueError(f"{path}: expected a list of JSON objects")
-    return records
+@dataclass(frozen=True)
+class Answer:
+    """One model's answer to one question: the question's id, the model's name and its answer turns."""
+
+    question_id: Any
+    model: str
+    turns: list[str]
 
 
-def turn_text(turn: Any) -> str:
-    """A turn as text: FastChat stores strings, arena-hard-auto ``{"content": str}`` objects."""
+def turn_text(turn: Any, where: Where, field_name: str) -> str:
+    """A turn as text: FastChat stores strings, arena-hard-auto v0.1 ``{"content": str}`` objects."""
     if isinstance(turn, str):
         return turn
     if isinstance(turn, Mapping) and isinstance(turn.get("content"), str):
         return turn["content"]
-    raise ValueError(f"a turn must be a string or an object with a 'content' string, got {turn!r}")
+    raise where.error(field_name, f"a turn is a string or an object with a 'content' string, got {type(turn).__name__}")
 
 
 def question_turns(question: Mapping[str, Any]) -> list[str]:
-    return [turn_text(t) for t in question["turns"]]
+    """The user turns of a question record that a normaliser of :mod:`suite.data` has checked."""
+    return [t if isinstance(t, str) else t["content"] for t in question["turns"]]
 
 
-def answer_turns(answer: Mapping[str, Any]) -> list[str]:
-    """The answer's turns (its first choice, as both benchmarks judge only that one)."""
-    return [turn_text(t) for t in answer["choices"][0]["turns"]]
+def fastchat_answer(record: Mapping[str, Any], where: Where, expected: str = ANSWER) -> Answer:
+    """A FastChat answer record: ``{question_id, model_id, choices: [{turns: [...]}, ...]}`` (its first choice)."""
+    qid = require_field(record, "question_id", where, expected, (str, int))
+    model = require_field(record, "model_id", where, expected)
+    choices = require_field(record, "choices", where, expected, list)
+    if not choices or not isinstance(choices[0], Mapping):
+        raise where.error("choices[0]", "missing (an answer record has at least one choice, an object)")
+    turns = choices[0].get("turns")
+    if not isinstance(turns, list) or not turns:
+        raise where.error("choices[0].turns", f"expected a non-empty list of turns, got {type(turns).__name__}")
+    return Answer(qid, model, [turn_text(t, where, f"choices[0].turns[{i}]") for i, t in enumerate(turns)])
 
 
-def answers_by_question(records: Sequence[Mapping[str, Any]], origin: str) -> dict[Any, Mapping[str, Any]]:
-    """Answer records keyed by question id; a malformed or duplicated record is an error naming ``origin``."""
-    answers: dict[Any, Mapping[str, Any]] = {}
-    for number, record in enumerate(records, start=1):
-        try:
-            qid = record["question_id"]
-            answer_turns(record)
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
-            raise ValueError(f"{origin}: answer {number} is not a FastChat-style answer record: {exc}") from None
-        if qid in answers:
-            raise ValueError(f"{origin}: answer {number} repeats question_id {qid!r}")
-        answers[qid] = record
+def answers_by_question(
+    records: Sequence[Mapping[str, Any]], origin: str, parse: Callable[..., Answer] = fastchat_answer
+) -> dict[Any, Answer]:
+    """Answers keyed by question id, each parsed by ``parse``; a malformed or repeated record names file and record."""
+    answers: dict[Any, Answer] = {}
+    for where, record in numbered(list(records), origin):
+        answer = parse(record, where)
+        if answer.question_id in answers:
+            raise where.error(None, f"repeats the answer to question {answer.question_id!r}")
+        answers[answer.question_id] = answer
     return answers
+
+
+def only_model(answers: Mapping[Any, Answer], origin: str) -> str:
+    """The one model that gave every answer of a file."""
+    names = sorted({a.model for a in answers.values()})
+    if len(names) != 1:
+        raise ValueError(f"{origin}: expected the answers of one model, got {names}")
+    return names[0]
 
 
 def answer_id(model_id: str, question_id: Any, turns: Sequence[str]) -> str:
@@ -87,7 +108,8 @@ def answer_id(model_id: str, question_id: Any, turns: Sequence[str]) -> str:
 
 
 def answer_record(question_id: Any, model_id: str, turns: Sequence[Any]) -> dict[str, Any]:
-    texts = [turn_text(t) for t in turns]
+    """A FastChat answer record; ``turns`` are strings (MT-Bench) or ``{"content": str}`` (arena-hard v0.1)."""
+    texts = [t if isinstance(t, str) else t["content"] for t in turns]
     return {
         "question_id": question_id,
         "answer_id": answer_id(model_id, question_id, texts),
@@ -150,23 +172,26 @@ def check_options(options: Mapping[str, Any], defaults: Mapping[str, Any], bench
 
 
 def source_path(source: Mapping[str, Any], download: bool = True) -> Path:
-    """The local file behind an asset source ``{"path": ...}`` or ``{"url": ...}``."""
-    if not isinstance(source, Mapping) or len(source) != 1 or not {"path", "url"} & set(source):
-        raise DataError(f"an asset source is {{'path': ...}} or {{'url': ...}}, got {source!r}")
+    """The local file behind an asset source ``{"path": ...}`` or ``{"url": ..., "sha256"?: ...}``."""
+    keys = set(source) if isinstance(source, Mapping) else set()
+    if keys not in ({"path"}, {"url"}, {"url", "sha256"}):
+        raise DataError(f"an asset source is {{'path': ...}} or {{'url': ..., 'sha256': ...}}, got {source!r}")
     if "path" in source:
         path = Path(source["path"])
         if not path.is_file():
             raise DataError(f"{path}: no such file")
         return path
-    return fetch_url(source["url"], download=download)
+    return fetch_url(source["url"], download=download, sha256=source.get("sha256"))
 
 
 def fetch_asset(source: Mapping[str, Any], out: str | Path, validate: Callable[[Path], Any]) -> Path:
-    """Download or locate an asset, validate it with ``validate(path)``, and copy it to ``out`` atomically."""
+    """Download or locate an asset, validate it with ``validate(path)``, and copy it to ``out`` atomically.
+
+    A ``.gz`` asset is copied decompressed (``out`` is named without the ``.gz``).
+    """
     path = source_path(source)
     validate(path)
-    with atomic_path(out) as tmp:
-        shutil.copyfile(path, tmp)
+    copy_plain(path, out)
     return Path(out)
 
 

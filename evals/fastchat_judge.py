@@ -14,10 +14,11 @@ from __future__ import annotations
 import ast
 import importlib.util
 import re
-import warnings
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from evals.source_constants import assignments
 
 COMMON_MODULE = "fastchat.llm_judge.common"
 CHANGED = "FastChat changed; check the fschat pin in pyproject.toml"
@@ -33,14 +34,7 @@ def common_source() -> Path:
 @cache
 def module_constants() -> dict[str, ast.expr]:
     """Every top-level ``NAME = expression`` of FastChat's judging module, unevaluated."""
-    with warnings.catch_warnings():  # its regexes are not raw strings (invalid escape warnings)
-        warnings.simplefilter("ignore")
-        tree = ast.parse(common_source().read_text(encoding="utf-8"))
-    return {
-        node.targets[0].id: node.value
-        for node in tree.body
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
-    }
+    return assignments(common_source())
 
 
 def literal(name: str) -> Any:

@@ -5,7 +5,16 @@ The benchmark module decides how prompts are read and outputs written (see
 are tokenised with the model's chat template exactly as training tokenises
 them (``apply_chat_template`` with the generation prompt), left-padded, and
 only the new tokens are decoded. ``backend`` picks the engine: ``hf``
-(transformers, CPU or one GPU) or ``vllm`` (the cluster's fast path).
+(transformers, CPU or GPUs) or ``vllm`` (the cluster's fast path).
+
+Several processes (``accelerate launch --num_processes N``, one per GPU the
+job holds, or CPU processes joined by gloo) share the work: the batches one
+process would generate are planned first (conversations grouped by sampling
+settings, in order, cut into ``batch_size``), process ``p`` generates batches
+``p, p + N, ...``, and the answers are gathered and merged in order. Every
+batch is generated under its own seed (:func:`batch_seed`), so the output is
+the same for any number of processes, greedy or sampled, and only the main
+process writes it.
 
 Multi-turn benchmarks (MT-Bench) define two optional hooks: ``read_turns(path)``
 (each prompt's user turns) and ``prompt_decodings(path, decoding)`` (each
@@ -31,6 +40,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, set_seed
 
 from evals import benchmark_names, get_benchmark
 from suite.models import load_model, load_tokenizer, resolve
+from suite.processes import gather_mapping, job_processes, my_share
 
 log = logging.getLogger(__name__)
 
@@ -77,32 +87,45 @@ def _generate_batch(
 Responder = Callable[[Sequence[Conversation], Sequence[Mapping[str, Any]]], list[str]]
 
 
-def _hf_responder(model_dir: Path, dtype: str, batch_size: int, seed: int) -> Responder:
-    """Load the model once; conversations with the same sampling settings are batched together.
+def plan_batches(decodings: Sequence[Mapping[str, Any]], batch_size: int) -> list[tuple[dict[str, Any], list[int]]]:
+    """The batches of one call: (sampling kwargs, conversation indices), grouped by sampling settings, in order."""
+    groups: dict[str, list[int]] = {}
+    for i, decoding in enumerate(decodings):
+        groups.setdefault(json.dumps(_sampling(decoding), sort_keys=True), []).append(i)
+    return [
+        (json.loads(key), members[start : start + batch_size])
+        for key, members in groups.items()
+        for start in range(0, len(members), batch_size)
+    ]
 
-    The random state is reset on every call, so each benchmark's samples depend
-    on the seed alone, not on which benchmarks the same job answered before.
+
+def batch_seed(seed: int, index: int) -> int:
+    """The seed batch ``index`` of a call is sampled under, whichever process generates it."""
+    return seed + 7919 * index
+
+
+def _hf_responder(model_dir: Path, dtype: str, batch_size: int, seed: int) -> Responder:
+    """Load the model once per process; each process answers its share of the batches (module docstring).
+
+    Every batch is seeded by :func:`batch_seed`, so each benchmark's samples depend on the seed alone, not on
+    which benchmarks the same job answered before, nor on how many processes share the job.
     """
+    processes = job_processes()
     tokenizer = load_tokenizer(model_dir)
-    model = load_model(model_dir, dtype=dtype)
-    if torch.cuda.is_available():
-        model = model.to("cuda")
+    model = load_model(model_dir, dtype=dtype).to(processes.device)
     model.eval()
 
     def respond(conversations: Sequence[Conversation], decodings: Sequence[Mapping[str, Any]]) -> list[str]:
-        set_seed(seed)
-        groups: dict[str, list[int]] = {}
-        for i, decoding in enumerate(decodings):
-            groups.setdefault(json.dumps(_sampling(decoding), sort_keys=True), []).append(i)
-        responses: list[str] = [""] * len(conversations)
-        for key, members in groups.items():
-            sampling = json.loads(key)
-            for start in tqdm(range(0, len(members), batch_size), desc="generate", unit="batch"):
-                batch = members[start : start + batch_size]
-                texts = _generate_batch(model, tokenizer, [conversations[i] for i in batch], sampling)
-                for i, text in zip(batch, texts, strict=True):
-                    responses[i] = text
-        return responses
+        batches = plan_batches(decodings, batch_size)
+        local: dict[int, str] = {}
+        mine = my_share(len(batches), processes)
+        for index in tqdm(mine, desc="generate", unit="batch", disable=not processes.is_local_main_process):
+            sampling, members = batches[index]
+            set_seed(batch_seed(seed, index))
+            texts = _generate_batch(model, tokenizer, [conversations[i] for i in members], sampling)
+            local.update(zip(members, texts, strict=True))
+        answers = gather_mapping(local, processes)
+        return [answers[i] for i in range(len(conversations))]
 
     return respond
 
@@ -121,24 +144,41 @@ def _vllm_responder(model_dir: Path, dtype: str, batch_size: int, seed: int) -> 
     template = load_tokenizer(model_dir).chat_template
 
     def respond(conversations: Sequence[Conversation], decodings: Sequence[Mapping[str, Any]]) -> list[str]:
-        params = [
-            SamplingParams(
-                temperature=float(d.get("temperature", 0.0)),
-                top_p=float(d.get("top_p", 1.0)),
-                max_tokens=int(d["max_new_tokens"]),
-                seed=seed,
-            )
-            for d in decodings
-        ]
+        params = [SamplingParams(**kwargs) for kwargs in vllm_sampling(decodings, seed)]
         outputs = llm.chat(
             [list(c) for c in conversations],
             sampling_params=params,
             chat_template=template,
             add_generation_prompt=True,
         )
-        return [o.outputs[0].text.strip() for o in outputs]
+        return vllm_texts(outputs, len(conversations))
 
     return respond
+
+
+def vllm_sampling(decodings: Sequence[Mapping[str, Any]], seed: int) -> list[dict[str, Any]]:
+    """vLLM ``SamplingParams`` keyword arguments per conversation (temperature 0 is greedy in vLLM too)."""
+    return [
+        {
+            "temperature": float(d.get("temperature", 0.0)),
+            "top_p": float(d.get("top_p", 1.0)),
+            "max_tokens": int(d["max_new_tokens"]),
+            "seed": seed,
+        }
+        for d in decodings
+    ]
+
+
+def vllm_texts(outputs: Sequence[Any], expected: int) -> list[str]:
+    """The first completion of each of vLLM's ``RequestOutput``s, in request order, stripped as the hf backend's."""
+    if len(outputs) != expected:
+        raise RuntimeError(f"vllm returned {len(outputs)} outputs for {expected} conversations")
+    texts = []
+    for number, output in enumerate(outputs):
+        if not output.outputs:
+            raise RuntimeError(f"vllm returned no completion for conversation {number}")
+        texts.append(output.outputs[0].text.strip())
+    return texts
 
 
 RESPONDERS: dict[str, Callable[[Path, str, int, int], Responder]] = {"hf": _hf_responder, "vllm": _vllm_responder}
@@ -257,10 +297,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         if name not in benchmark_names():
             parser.error(f"unknown benchmark {name!r}; valid: {', '.join(benchmark_names())}")
     respond = make_responder(args.model, _shared_dtype([t[2] for t in tasks]), args.batch_size, args.seed, args.backend)
+    main_process = job_processes().is_main_process
     for name, prompts, decoding, out in tasks:
         responses = answer_benchmark(respond, name, prompts, decoding)
-        get_benchmark(name).write_outputs(prompts, responses, args.generator, out)
-        log.info("wrote %d %s outputs to %s", len(responses), name, out)
+        if main_process:
+            get_benchmark(name).write_outputs(prompts, responses, args.generator, out)
+            log.info("wrote %d %s outputs to %s", len(responses), name, out)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ preference) through the judge interface, with the conversation rendered as
 the instruction (``User:``/``Assistant:`` paragraphs). The score is
 alpaca_eval's win rate against the chosen replies (ties count half) with its
 standard error. No length-controlled rate: LC is defined for the 805
-AlpacaEval instructions only.
+AlpacaEval instructions only. A reply that never parses is an error unless
+the option ``allow_partial`` is set (:mod:`evals.results`).
 
 Prompts and chosen replies come from a normalised preference file of
 :mod:`suite.data` (or raw HH transcripts): on the cluster ``Anthropic/hh-rlhf``
@@ -29,8 +30,9 @@ from typing import Any
 import pandas as pd
 
 from evals import alpaca_eval, harmless
-from evals.conversation import read_records
+from evals.conversation import check_options
 from evals.judges import Judge, JudgeRequest, make_judge
+from evals.records import read_records
 from suite.data import Where, parse_hh
 from suite.io import read_json, write_json
 
@@ -40,9 +42,20 @@ NAME = "hh_helpful"
 COLUMNS = {"win_rate": "Helpful WR vs chosen"}
 ERRORS = {"win_rate": "standard_error"}  # result key of each column's standard error
 REFERENCE_GENERATOR = "hh_chosen"
+OPTIONS: dict[str, Any] = {"allow_partial": False}
+EXPECTED_JUDGE_OUTPUT_TOKENS = alpaca_eval.EXPECTED_JUDGE_OUTPUT_TOKENS  # the same one-token annotator
 
-read_prompts = harmless.read_prompts
 write_outputs = harmless.write_outputs  # {id, prompt, output, generator} per prompt
+
+
+def read_prompts(path: str | Path) -> list[list[dict[str, str]]]:
+    """The conversations to answer, checked first to carry the chosen replies they are compared with.
+
+    So a prompt set prepared without them (kind ``prompts`` without
+    ``with_chosen``) fails before any generation, not after it.
+    """
+    chosen_replies(path)
+    return harmless.read_prompts(path)
 
 
 def chosen_replies(path: str | Path) -> dict[str, str]:
@@ -50,7 +63,12 @@ def chosen_replies(path: str | Path) -> dict[str, str]:
     replies = {}
     records = read_records(path)
     for number, ((prompt_id, _), record) in enumerate(zip(harmless.prompt_records(path), records, strict=True), 1):
-        chosen = record.get("chosen")
+        if "chosen" not in record:
+            raise ValueError(
+                f"{path}: record {number}: field 'chosen': missing; helpfulness is judged against HH's chosen "
+                "reply: prepare this prompt set with 'with_chosen: true' (or as preference data)"
+            )
+        chosen = record["chosen"]
         if isinstance(chosen, str):  # a raw HH transcript
             chosen = parse_hh(chosen, "chosen", Where(str(path), number))
         if not isinstance(chosen, list) or not chosen or chosen[-1].get("role") != "assistant":
@@ -86,16 +104,16 @@ def judge_requests(outputs: str | Path, reference: str | Path, options: Mapping[
     return annotation_requests(read_pairs(outputs, reference)[1])
 
 
-def evaluate(outputs_path: str | Path, prompts_path: str | Path, judge: Judge) -> tuple[dict[str, Any], pd.DataFrame]:
+def evaluate(
+    outputs_path: str | Path, prompts_path: str | Path, judge: Judge, options: Mapping[str, Any] | None = None
+) -> tuple[dict[str, Any], pd.DataFrame]:
     """Judge every reply against the chosen one; returns the result record and the annotations."""
+    opts = check_options(options or {}, OPTIONS, NAME)
     items, table = read_pairs(outputs_path, prompts_path)
     annotator = alpaca_eval.load_annotator()
-    annotated = alpaca_eval.annotate(table, judge, annotator)
-    result = alpaca_eval.summarise(table, annotated, judge, annotator)
-    for key in ("lc", "lc_standard_error", "lc_unavailable_reason"):
-        result.pop(key, None)
-    result.update(benchmark=NAME, prompt_set=harmless.prompt_set(prompts_path, items))
-    return result, annotated
+    annotated = alpaca_eval.annotate(table, judge, annotator, NAME)
+    result = alpaca_eval.summarise(table, annotated, judge, annotator, NAME, len(items), [], opts["allow_partial"])
+    return {**result, "prompt_set": harmless.prompt_set(prompts_path, items), "options": opts}, annotated
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -104,12 +122,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--reference", type=Path, required=True, help="the HH prompt file with its chosen replies")
     parser.add_argument("--judge", required=True, help='judge config as JSON, e.g. \'{"backend": "offline"}\'')
     parser.add_argument("--cache", type=Path, help="sqlite file of judge replies, shared between runs")
+    parser.add_argument("--options", default="{}", help="options as JSON: allow_partial (OPTIONS)")
     parser.add_argument("--out", type=Path, required=True, help="result JSON")
     parser.add_argument("--annotations-out", type=Path, help="per-prompt annotations JSON")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = check_options(json.loads(args.options), OPTIONS, NAME)
     judge = make_judge(json.loads(args.judge), args.cache)
-    result, annotations = evaluate(args.outputs, args.reference, judge)
+    result, annotations = evaluate(args.outputs, args.reference, judge, options)
     log.info("win rate vs chosen %.2f over %d; judge %s", result["win_rate"], result["n"], judge.name)
     if args.annotations_out is not None:
         alpaca_eval.write_annotations(args.annotations_out, annotations)
@@ -118,3 +138,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --------------------------------------------------------------------------- per-item outcomes (suite/tables.py)
+
+# Each prompt's win against the chosen reply, in % (ties 50): the annotations are alpaca_eval's layout.
+item_scores = alpaca_eval.item_scores

@@ -23,10 +23,13 @@ Where this module departs from FastChat, on purpose:
   drops it, so its average can cover fewer questions than it says. Here an
   unparseable judgment (or a rating outside 1-10, e.g. a ``[2023]`` caught by
   the fallback regex) is asked again, up to ``judge_attempts`` times in all, at
-  ``retry_temperature`` (each retry its own cache entry), and then counted as
-  missing. Any missing judgment makes the score None with a reason, unless the
-  option ``allow_partial`` is set; then the result says ``partial: true`` and
-  every ``n`` is the number of questions actually averaged.
+  ``retry_temperature`` (each retry its own cache entry; an unparsed reply is
+  cached only beside the retry that parsed, so a rerun replays the exchange),
+  and then counted as missing. A question with a missing judgment is an error
+  (:mod:`evals.results`: no result is written) unless the option
+  ``allow_partial`` is set; then the result says ``partial: true``, ``missing``
+  counts the questions left out, and every ``n`` is the number of questions
+  (or turns) actually averaged.
 * The overall score is the mean over questions of each question's mean over
   its turns (FastChat pools all turn judgments; the two agree when every
   question has both turns judged), so that its standard error is over
@@ -35,6 +38,7 @@ Where this module departs from FastChat, on purpose:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import string
@@ -45,9 +49,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from evals.conversation import (
     answer_record,
-    answer_turns,
     answers_by_question,
     check_options,
     evaluation_parser,
@@ -55,14 +60,16 @@ from evals.conversation import (
     mean_se,
     openai_messages,
     question_turns,
-    read_records,
     require,
     template_id,
     usage,
 )
 from evals.fastchat_judge import NEED_REF_CATS, one_score_pattern, one_score_pattern_backup, temperature_config
-from evals.judges import Judge, JudgeRequest, complete_all, make_judge
-from suite.io import read_jsonl, write_json
+from evals.judges import AskPolicy, Judge, JudgeReply, JudgeRequest, complete_all, make_judge
+from evals.records import normalised_records, numbered, read_records
+from evals.records import require as require_field
+from evals.results import UNPARSED, completeness, require_complete
+from suite.io import write_json
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +84,11 @@ OPTIONS: dict[str, Any] = {"allow_partial": False, "judge_attempts": 3, "retry_t
 
 DEFAULT_TEMPERATURE = 0.7  # gen_model_answer's temperature for a category missing from temperature_config
 JUDGE_DECODING = {"temperature": 0.0, "max_tokens": 2048}  # run_judge_single for an OpenAI judge
+# Mean length of 160 real GPT-4 single-grading judgments (FastChat's prompts, 80 questions x 2 turns):
+# 827 characters, about 207 tokens at 4 characters a token. Source: instructlab/eval at commit 810dcfce,
+# data/mt_bench/model_judgment/gpt-4_single.jsonl.
+EXPECTED_JUDGE_OUTPUT_TOKENS = 207
+JUDGE_PROMPT = "a FastChat judge prompt (name, system_prompt, prompt_template)"
 RATING_RANGE = (1.0, 10.0)
 # make_judge_single: (reference-based?, turn) -> judge prompt name, and the fields each prompt may use.
 JUDGE_PROMPTS = {
@@ -97,8 +109,8 @@ PROMPT_FIELDS = {
 
 
 def read_questions(path: str | Path) -> list[dict[str, Any]]:
-    """MT-Bench questions (a ``question.jsonl`` normalised by ``suite.data mt_bench``)."""
-    return read_jsonl(path)
+    """MT-Bench questions (a ``question.jsonl`` normalised by ``suite.data mt_bench``), checked again on reading."""
+    return normalised_records(path, "mt_bench")
 
 
 def read_prompts(path: str | Path) -> list[list[dict[str, str]]]:
@@ -142,12 +154,10 @@ def write_outputs(
 
 def load_prompts(path: str | Path) -> dict[str, dict[str, Any]]:
     """FastChat judge prompts by name, checked to hold the four single-grading prompts in usable form."""
-    try:  # as FastChat's load_judge_prompts: the file's records by name
-        prompts = {record["name"]: record for record in read_jsonl(path)}
-    except (KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise ValueError(
-            f"{path}: not a FastChat judge-prompt file (a JSON line per prompt with a 'name'): {exc!r}"
-        ) from None
+    prompts = {  # as FastChat's load_judge_prompts: the file's records by name
+        require_field(record, "name", where, JUDGE_PROMPT): record
+        for where, record in numbered(read_records(path), str(path))
+    }
     for key, name in JUDGE_PROMPTS.items():
         if name not in prompts:
             raise ValueError(f"{path}: judge prompt {name!r} is missing (needed: {', '.join(JUDGE_PROMPTS.values())})")
@@ -180,7 +190,7 @@ def parse_rating(text: str) -> float | None:
 
 def read_reference_answers(path: str | Path) -> dict[Any, list[str]]:
     """Reference answers by question id (FastChat answer records, e.g. ``reference_answer/gpt-4.jsonl``)."""
-    return {qid: answer_turns(record) for qid, record in answers_by_question(read_records(path), str(path)).items()}
+    return {qid: answer.turns for qid, answer in answers_by_question(read_records(path), str(path)).items()}
 
 
 def _validate_asset(name: str, path: Path) -> None:
@@ -207,15 +217,16 @@ class Judgment:
     replies: list[str] = field(default_factory=list)
     rating: float | None = None
 
-    def request(self, attempt: int, retry_temperature: float) -> JudgeRequest:
-        """Attempt 0 as FastChat asks; a retry samples at ``retry_temperature`` under its own cache key."""
+    def request(self) -> JudgeRequest:
+        """The judgment as FastChat asks for it (its retries: :func:`retry_policy`)."""
         return JudgeRequest(
             messages=self.messages,
             max_tokens=JUDGE_DECODING["max_tokens"],
-            temperature=JUDGE_DECODING["temperature"] if attempt == 0 else retry_temperature,
+            temperature=JUDGE_DECODING["temperature"],
             top_logprobs=None,
-            template=self.template if attempt == 0 else f"{self.template}#retry{attempt}",
+            template=self.template,
             payload=self.payload,
+            item=f"{NAME} question {self.question_id} turn {self.turn}",
         )
 
 
@@ -276,74 +287,73 @@ def build_judgments(
     return judgments
 
 
+def retry_policy(attempts: int, retry_temperature: float) -> AskPolicy:
+    """A rating that does not parse is asked again at ``retry_temperature``, each retry under its own cache key."""
+
+    def retry(request: JudgeRequest, reply: JudgeReply, attempt: int) -> JudgeRequest:
+        template = request.template.split("#retry")[0]
+        return dataclasses.replace(request, temperature=retry_temperature, template=f"{template}#retry{attempt}")
+
+    return AskPolicy(accept=lambda reply: parse_rating(reply.text) is not None, attempts=attempts, follow_up=retry)
+
+
 def judge_all(judge: Judge, judgments: Sequence[Judgment], attempts: int, retry_temperature: float) -> int:
     """Ask for every rating, re-asking unparseable ones; returns the number of requests made."""
-    pending = list(judgments)
-    n_requests = 0
-    for attempt in range(attempts):
-        if not pending:
-            break
-        requests = [j.request(attempt, retry_temperature) for j in pending]
-        replies = complete_all(judge, requests, desc=f"mt_bench judge (attempt {attempt + 1})")
-        n_requests += len(requests)
-        for judgment, reply in zip(pending, replies, strict=True):
-            judgment.replies.append(reply.text)
-            judgment.rating = parse_rating(reply.text)
-        pending = [j for j in pending if j.rating is None]
-        if pending and attempt + 1 < attempts:
-            log.warning("%d judgments unparseable after attempt %d; asking again", len(pending), attempt + 1)
-    return n_requests
+    policy = retry_policy(attempts, retry_temperature)
+    exchanges = complete_all(judge, [j.request() for j in judgments], "mt_bench judge", policy)
+    for judgment, exchange in zip(judgments, exchanges, strict=True):
+        judgment.replies = exchange.texts
+        judgment.rating = parse_rating(exchange.reply.text) if exchange.accepted else None
+    unparsed = sum(j.rating is None for j in judgments)
+    if unparsed:
+        log.warning("%d judgments without a rating after %d attempts", unparsed, attempts)
+    return sum(len(e.replies) for e in exchanges)
 
 
 # --------------------------------------------------------------------------- scores
 
 
-def _unavailable(missing: Sequence[Judgment], total: int, attempts: int) -> str:
-    where = ", ".join(f"q{j.question_id} turn {j.turn}" for j in missing[:10]) + (" ..." if len(missing) > 10 else "")
-    return (
-        f"{len(missing)} of {total} judgments had no rating after {attempts} attempts ({where}); "
-        "set the option allow_partial to report the mean over the rest"
-    )
+def compute_scores(judgments: Sequence[Judgment]) -> dict[str, Any]:
+    """Per-turn and overall means over the rated judgments, with standard errors, n and the contract's keys.
 
-
-def compute_scores(judgments: Sequence[Judgment], allow_partial: bool, attempts: int) -> dict[str, Any]:
-    """Per-turn and overall means with standard errors and n; None with a reason where anything is missing."""
+    A question counts in the overall score only when every turn of it was
+    rated; ``missing`` counts the questions left out, ``missing_judgments``
+    lists the unrated turns.
+    """
     missing = [j for j in judgments if j.rating is None]
-    result: dict[str, Any] = {"n_judgments": len(judgments), "n_missing": len(missing), "partial": False}
-    result["missing"] = [{"question_id": j.question_id, "turn": j.turn} for j in missing]
+    result: dict[str, Any] = {"n_judgments": len(judgments), "n_missing": len(missing)}
+    result["missing_judgments"] = [{"question_id": j.question_id, "turn": j.turn} for j in missing]
     for turn in sorted({j.turn for j in judgments}):
-        in_turn = [j for j in judgments if j.turn == turn]
-        rated = [j.rating for j in in_turn if j.rating is not None]
-        key = f"score_turn_{turn}"
-        lost = [j for j in in_turn if j.rating is None]
+        rated = [j.rating for j in judgments if j.turn == turn and j.rating is not None]
         mean, se = mean_se(rated)
-        if lost and not allow_partial:
-            mean, se = None, None
-            result[f"{key}_unavailable_reason"] = _unavailable(lost, len(in_turn), attempts)
-        result.update({key: mean, f"{key}_standard_error": se, f"n_turn_{turn}": len(rated)})
+        result.update(
+            {f"score_turn_{turn}": mean, f"score_turn_{turn}_standard_error": se, f"n_turn_{turn}": len(rated)}
+        )
 
     by_question: dict[Any, list[float | None]] = defaultdict(list)
     for j in judgments:
         by_question[j.question_id].append(j.rating)
     complete = [sum(r) / len(r) for r in by_question.values() if None not in r]  # type: ignore[arg-type]
     mean, se = mean_se(complete)
-    result.update(score=mean, score_standard_error=se, score_unavailable_reason=None, n=len(complete))
-    result["n_questions"] = len(by_question)
+    result.update(score=mean, score_standard_error=se, score_unavailable_reason=None)
+    result.update(
+        completeness(len(by_question), {UNPARSED: unrated_questions(judgments)}), n_questions=len(by_question)
+    )
     if missing:
-        if allow_partial:
-            result["partial"] = True
-            result["partial_note"] = (
-                f"partial: {len(missing)} of {len(judgments)} judgments missing; every n counts only rated ones"
-            )
-        else:
-            result.update(score=None, score_standard_error=None)
-            result["score_unavailable_reason"] = _unavailable(missing, len(judgments), attempts)
+        result["partial_note"] = (
+            f"partial: {len(missing)} of {len(judgments)} judgments missing; every n counts only rated ones"
+        )
     categories: dict[str, list[float]] = defaultdict(list)
     for j in judgments:
         if j.rating is not None:
             categories[j.category].append(j.rating)
     result["category_scores"] = {c: sum(v) / len(v) for c, v in sorted(categories.items())}
     return result
+
+
+def unrated_questions(judgments: Sequence[Judgment]) -> list[Any]:
+    """The questions with at least one turn left without a rating, in order."""
+    return list(dict.fromkeys(j.question_id for j in judgments if j.rating is None))
 
 
 def check_run_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -365,7 +375,7 @@ def prepare(
     if set(by_question) != set(qids):
         lacking, extra = sorted(set(qids) - set(by_question), key=str), sorted(set(by_question) - set(qids), key=str)
         raise ValueError(f"model answers do not match the questions: no answer for {lacking}, no question for {extra}")
-    answers = {qid: answer_turns(record) for qid, record in by_question.items()}
+    answers = {qid: answer.turns for qid, answer in by_question.items()}
     for q in questions:
         if len(answers[q["question_id"]]) != len(q["turns"]):
             raise ValueError(
@@ -386,11 +396,12 @@ def evaluate(
     opts = check_run_options(options)
     answers, judgments = prepare(model_answers, questions, prompts, references)
     n_requests = judge_all(judge, judgments, int(opts["judge_attempts"]), float(opts["retry_temperature"]))
+    require_complete(NAME, len(questions), {UNPARSED: unrated_questions(judgments)}, bool(opts["allow_partial"]))
     generators = {str(record.get("model_id")) for record in model_answers}
     result = {
         "benchmark": NAME,
         "generator": ", ".join(sorted(generators)),
-        **compute_scores(judgments, bool(opts["allow_partial"]), int(opts["judge_attempts"])),
+        **compute_scores(judgments),
         "avg_length": sum(len(t) for a in answers.values() for t in a) / max(1, sum(len(a) for a in answers.values())),
         "judge": judge.name,
         "judge_is_offline": judge.is_offline,
@@ -424,9 +435,14 @@ def evaluate(
 def load_inputs(
     outputs: str | Path, questions: str | Path, judge_prompts: str | Path, reference_answers: str | Path | None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, dict[str, Any]], dict[Any, list[str]] | None]:
-    """The model answers, questions, judge prompts and reference answers (None without a file) from their files."""
+    """The model answers, questions, judge prompts and reference answers (None without a file) from their files.
+
+    Every file is checked as it is read, so an error names the file.
+    """
     references = read_reference_answers(reference_answers) if reference_answers else None
-    return read_records(outputs), read_questions(questions), load_prompts(judge_prompts), references
+    answers = read_records(outputs)
+    answers_by_question(answers, str(outputs))
+    return answers, read_questions(questions), load_prompts(judge_prompts), references
 
 
 def judge_requests(
@@ -443,12 +459,12 @@ def judge_requests(
     assets = assets or {}
     if "judge_prompts" not in assets:
         raise ValueError(f"{NAME}: judge_requests needs the judge_prompts asset")
-    opts = check_run_options(options)
+    check_run_options(options)
     answers, questions, prompts, references = load_inputs(
         outputs_path, prompts_path, assets["judge_prompts"], assets.get("reference_answers")
     )
     _, judgments = prepare(answers, questions, prompts, references)
-    return [j.request(0, float(opts["retry_temperature"])) for j in judgments]
+    return [j.request() for j in judgments]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -476,3 +492,22 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --------------------------------------------------------------------------- per-item outcomes (suite/tables.py)
+
+
+def item_scores(annotations_path: str | Path) -> pd.Series:
+    """Each question's mean rating over its turns, by question id; a question with an unrated turn is left out.
+
+    That is this module's overall score (the mean over questions of each
+    question's turn mean, over complete questions), so the mean of the
+    series is the reported score.
+    """
+    from suite.annotations import annotation_records
+
+    records = annotation_records(annotations_path, ["question_id", "turn", "score"])
+    ratings = pd.DataFrame({"item": [r["question_id"] for r in records], "score": [r["score"] for r in records]})
+    complete = ratings.groupby("item", sort=False)["score"].agg(lambda s: s.isna().sum() == 0 and len(s) > 0)
+    ratings = ratings[ratings["item"].map(complete)]
+    return ratings.groupby("item", sort=False)["score"].mean().astype(float)

@@ -2,11 +2,16 @@
 
 The valid method and benchmark names come from the registries, so a typo in
 the config fails at start with the list of valid names, never hours later.
+The judge block (and every benchmark's ``judge:`` override over it) is
+checked against the judge backends' own config parsers and the cost guard's
+budget keys. A value that looks like a credential anywhere in the config is
+refused first, before any check that could repeat it, and never repeated.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -16,9 +21,19 @@ import yaml
 
 from baselines.registry import MethodParamsError, get_method, method_names
 from evals import benchmark_names
-from suite.experiments import check_experiments
+from evals.budget import BUDGET_KEYS, backend_config, budget_settings, check_budget_settings
+from evals.judges import check_judge_config
+from suite.experiments import MAIN, check_experiments, experiment_benchmarks, experiment_names
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+# Values shaped like credentials (OpenAI/Anthropic sk-..., Hugging Face hf_..., GitHub, AWS, Google, Slack).
+SECRET_VALUE = re.compile(
+    r"(?<![A-Za-z0-9_])(sk-[A-Za-z0-9_-]{16,}|hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{30,}|AKIA[0-9A-Z]{16}"
+    r"|AIza[0-9A-Za-z_-]{30,}|xox[abprs]-[A-Za-z0-9-]{10,})"
+)
+# Keys whose value would be a credential itself (api_key_env names a variable and is fine).
+SECRET_KEY = re.compile(r"(?i)^(.*_)?(api_?key|secret|secret_key|password|passwd|access_token|auth_token|token)$")
+LOCAL_PREFIXES = ("/", "./", "../", "~")  # a model name that starts so is a directory, not a hub id
 
 
 class ConfigError(ValueError):
@@ -47,7 +62,6 @@ def load_schema(path: Path = SCHEMA) -> dict[str, Any]:
     experiment = schema["properties"]["experiments"]["additionalProperties"]["properties"]
     experiment["benchmarks"]["propertyNames"] = {"enum": benchmark_names()}
     experiment["methods"]["items"] = {"enum": method_names()}
-    experiment["variants"]["items"] = schema["properties"]["variants"]["propertyNames"]
     return schema
 
 
@@ -62,11 +76,14 @@ def _message(error: jsonschema.ValidationError) -> str:
 
 def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA) -> dict[str, Any]:
     """Validate ``config`` in place (filling defaults) and check cross-references; returns it."""
+    refuse_secrets(config)
     schema = load_schema(schema_path)
     validator = _fill_defaults(jsonschema.Draft202012Validator)(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(config), key=_deepest_first)
     if error is not None:
         raise ConfigError(_message(error))
+    _check_variant_names(config["variants"], schema["$defs"]["paper_variants"]["enum"])
+    _check_local_checkpoints(config)
     training_schema = {**schema["$defs"]["training"], "$defs": schema["$defs"]}
     for name, variant in config["variants"].items():
         _check_plain(variant["training"], training_schema, f"variants/{name}/training")
@@ -78,10 +95,32 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA) -> dict[
                 )
     _check_method_params(config, training_schema)
     _check_dataset_references(config)
+    _check_judges(config)
     errors = check_experiments(config)
     if errors:
         raise ConfigError(errors[0])
     return config
+
+
+def _check_variant_names(variants: Mapping[str, Any], paper: list[str]) -> None:
+    """The paper's four names, or a further variant declared as one (so a typo in the four is still caught)."""
+    for name, spec in variants.items():
+        if name not in paper and not spec["extra"]:
+            raise ConfigError(
+                f"config: variants: unknown name {name!r}; valid names: {', '.join(paper)} "
+                "(declare a further variant with 'extra: true')"
+            )
+
+
+def _check_local_checkpoints(config: Mapping[str, Any]) -> None:
+    """A model named by a path (``/...``, ``./...``, ``~/...``) must be a directory, or it would be sent to the hub."""
+    named = [(f"variants/{n}/model/hub", v["model"].get("hub")) for n, v in config["variants"].items()]
+    named += [(f"reward_models/{n}/hub", r.get("hub")) for n, r in config.get("reward_models", {}).items()]
+    for experiment, entry in config.get("experiments", {}).items():
+        named += [(f"experiments/{experiment}/models/{v}/hub", m["hub"]) for v, m in entry.get("models", {}).items()]
+    for where, name in named:
+        if name and name.startswith(LOCAL_PREFIXES) and not Path(name).expanduser().is_dir():
+            raise ConfigError(f"config: {where}: {name!r} looks like a local checkpoint, but no such directory")
 
 
 def _deepest_first(error: jsonschema.ValidationError) -> tuple:
@@ -178,3 +217,42 @@ def _check_onpolicy_references(config: Mapping[str, Any], need: Any) -> None:
             variant, stage = base["stage"].split("/")
             if variant not in config["variants"] or (stage == "sft" and "sft" not in config["variants"][variant]):
                 raise ConfigError(f"{where}/base: no model stage {base['stage']!r} (variant/init, or variant/sft)")
+
+
+def refuse_secrets(value: Any, where: str = "") -> None:
+    """Refuse a config that holds a credential, naming where it is and never repeating it."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            path = f"{where}/{key}" if where else str(key)
+            if SECRET_KEY.match(str(key)) and item not in (None, ""):
+                raise ConfigError(
+                    f"config: {path}: a credential under a key named {key!r} is refused (the value is not repeated "
+                    "here). Keys come from the environment: set judge.api_key_env to the NAME of the variable that "
+                    "holds it"
+                )
+            refuse_secrets(item, path)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            refuse_secrets(item, f"{where}[{i}]")
+    elif isinstance(value, str) and SECRET_VALUE.search(value):
+        raise ConfigError(
+            f"config: {where or '(top level)'}: this value looks like an API key or token and is refused (it is not "
+            "repeated here). Keep secrets out of the config: put the key in an environment variable and name that "
+            "variable in judge.api_key_env"
+        )
+
+
+def _check_judges(config: Mapping[str, Any]) -> None:
+    """The judge block, and each benchmark's judge as its override makes it, against the backends and budget keys."""
+    blocks = [("judge", config["judge"])]
+    for experiment in experiment_names(config):
+        prefix = "" if experiment == MAIN else f"experiments/{experiment}/"
+        for name, bench in experiment_benchmarks(config, experiment).items():
+            if "judge" in bench:
+                blocks.append((f"{prefix}benchmarks/{name}/judge", {**config["judge"], **bench["judge"]}))
+    for where, judge in blocks:
+        try:
+            check_budget_settings(budget_settings(judge))
+            check_judge_config(backend_config(judge))
+        except ValueError as exc:
+            raise ConfigError(f"config: {where}: {exc} (the cost guard's keys: {', '.join(BUDGET_KEYS)})") from None

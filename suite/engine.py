@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,26 +85,53 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
+# What tokenisation changed silently before it was counted (PreferenceDataset.tokenisation, the training log).
+TOKENISATION_CASES = {
+    "response_merged_with_prompt": "response start merged with the prompt's last token (scored as response)",
+    "prompt_truncated": "prompt over max_prompt_length (its start cut, its end kept)",
+    "chosen_truncated": "chosen response cut to max_length",
+    "rejected_truncated": "rejected response cut to max_length",
+}
+
+
 def tokenize_pair(
-    tokenizer: PreTrainedTokenizerBase, record: Mapping[str, Any], max_length: int, max_prompt_length: int
+    tokenizer: PreTrainedTokenizerBase,
+    record: Mapping[str, Any],
+    max_length: int,
+    max_prompt_length: int,
+    cases: Counter[str] | None = None,
 ) -> dict[str, list[int]]:
-    """Prompt and response token ids of one preference record.
+    """Prompt and response token ids of one preference record; ``cases`` counts the silent changes below.
 
     The response starts where the templated prompt and prompt+response diverge
-    (as in TRL). An over-long prompt keeps its end; the responses are then cut
-    to fit ``max_length``.
+    (as in TRL). On a real chat template a response that starts with whitespace
+    can merge with the template's last newline into one token, which then
+    belongs to the response (TRL warns of it; the alternative, dropping the
+    token, would lose the response's first characters). An over-long prompt
+    keeps its end (the turn being answered; TRL drops such pairs instead); the
+    responses are then cut to fit ``max_length``. Each case is counted under
+    its key of :data:`TOKENISATION_CASES`.
     """
+    cases = Counter() if cases is None else cases
     prompt = _chat_ids(tokenizer, record["prompt"], add_generation_prompt=True)
     full_chosen = _chat_ids(tokenizer, [*record["prompt"], *record["chosen"]])
     full_rejected = _chat_ids(tokenizer, [*record["prompt"], *record["rejected"]])
     split = min(len(prompt), _common_prefix(prompt, full_chosen), _common_prefix(prompt, full_rejected))
+    cases["response_merged_with_prompt"] += split < len(prompt)
+    cases["prompt_truncated"] += split > max_prompt_length
     prompt_ids = prompt[:split][-max_prompt_length:]
     budget = max(max_length - len(prompt_ids), 0)
-    return {
-        "prompt_ids": prompt_ids,
-        "chosen_ids": full_chosen[split:][:budget],
-        "rejected_ids": full_rejected[split:][:budget],
-    }
+    ids = {"prompt_ids": prompt_ids}
+    for side, full in (("chosen", full_chosen), ("rejected", full_rejected)):
+        cases[f"{side}_truncated"] += len(full) - split > budget
+        ids[f"{side}_ids"] = full[split:][:budget]
+    return ids
+
+
+def tokenisation_report(cases: Counter[str], n_pairs: int) -> str:
+    """One line for the training log: how many pairs each silent tokenisation case touched."""
+    counts = "; ".join(f"{text}: {cases[key]}" for key, text in TOKENISATION_CASES.items())
+    return f"tokenisation of {n_pairs} pairs: {counts}"
 
 
 def tokenization_fingerprint(tokenizer: PreTrainedTokenizerBase, max_length: int, max_prompt_length: int) -> str:
@@ -150,9 +177,11 @@ class PreferenceDataset(torch.utils.data.Dataset):
         reference: Mapping[str, Mapping[str, Tensor]] | None = None,
     ) -> None:
         self.max_length, self.max_prompt_length = max_length, max_prompt_length
+        self.tokenisation: Counter[str] = Counter()  # TOKENISATION_CASES keys -> pairs
         self.items = []
         for record in records:
-            item = {"id": record["id"], **tokenize_pair(tokenizer, record, max_length, max_prompt_length)}
+            ids = tokenize_pair(tokenizer, record, max_length, max_prompt_length, self.tokenisation)
+            item = {"id": record["id"], **ids}
             if reference is not None:
                 item.update(_reference_for(record["id"], item, reference))
             self.items.append(item)
@@ -462,6 +491,11 @@ class PreferenceTrainer(Trainer):
         set_seed(kwargs["args"].seed)  # the method modules' random init, reproducible like the Trainer's own
         self._module_lrs = _attach_method_modules(kwargs["model"], method, method_params)
         super().__init__(*args, **kwargs)
+        # The method's loss is a mean over the batch's pairs, not a sum normalised by the batch's token count: the
+        # Trainer must divide it by the gradient-accumulation steps (it skips that for models whose forward takes
+        # loss kwargs, as every causal LM's does), or accumulated gradients are that many times too large, which
+        # gradient clipping then turns into a different update (TRL's trainers set the same flag).
+        self.model_accepts_loss_kwargs = False
         self.method = method
         self.method_params = dict(method_params)
         self.ref_model = self._prepare_reference(ref_model) if method.reference == "live" else ref_model
@@ -601,6 +635,7 @@ __all__ = [
     "response_logps",
     "response_positions",
     "token_logps",
+    "tokenisation_report",
     "tokenization_fingerprint",
     "tokenize_pair",
 ]

@@ -12,12 +12,18 @@ per-model rules (reference, train, generate, evaluate). A main run is named
 after its variant; an experiment's run is ``<experiment>-<variant>``, so its
 checkpoints, generations and results sit beside the main ones and every
 per-model rule serves both branches unchanged.
+
+Seeds: each (variant, method) is trained once per seed of ``seeds`` (an
+experiment may set its own). The first seed's run keeps the names above, so a
+single-seed config has the same paths as before; every further seed is a run
+of its own, ``<run>-seed<seed>``, trained with that seed from the same start
+model, on the same data and against the same reference log-probs (``base``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 MAIN = "main"
@@ -33,6 +39,9 @@ class Run:
     spec: Mapping[str, Any]
     methods: tuple[str, ...]
     benchmarks: Mapping[str, Mapping[str, Any]]
+    seed: int = 42
+    replicate: int = 0  # the seed's place in the experiment's seeds: 0 keeps the plain run name
+    base: str = ""  # the first seed's run (start model and reference log-probs are shared); itself for replicate 0
 
 
 def experiment_names(config: Mapping[str, Any]) -> list[str]:
@@ -94,20 +103,42 @@ def run_spec(config: Mapping[str, Any], experiment: str, variant: str) -> dict[s
     return spec
 
 
+def experiment_seeds(config: Mapping[str, Any], experiment: str) -> list[int] | None:
+    """The seeds each (variant, method) is trained under; None: once, with the training block's seed."""
+    own = None if experiment == MAIN else config["experiments"][experiment].get("seeds")
+    return own or config.get("seeds") or None
+
+
+def seed_runs(config: Mapping[str, Any], experiment: str, base: Run) -> list[Run]:
+    """The run of every seed: the first seed's is ``base`` (trained with that seed), the others named after it."""
+    seeds = experiment_seeds(config, experiment)
+    if not seeds:
+        training = {**config.get("training", {}), **base.spec.get("training", {})}
+        return [replace(base, seed=int(training.get("seed", 42)), base=base.name)]
+    out = []
+    for replicate, seed in enumerate(seeds):
+        spec = {**base.spec, "training": {**base.spec.get("training", {}), "seed": seed}}
+        if replicate:
+            spec["start_of"] = base.spec.get("start_of", base.name)
+        name = f"{base.name}-seed{seed}" if replicate else base.name
+        out.append(replace(base, name=name, spec=spec, seed=seed, replicate=replicate, base=base.name))
+    return out
+
+
 def runs(config: Mapping[str, Any]) -> dict[str, Run]:
-    """Every run of every experiment, by name (the ``{variant}`` wildcard)."""
+    """Every run of every experiment and seed, by name (the ``{variant}`` wildcard)."""
     out: dict[str, Run] = {}
     for experiment in experiment_names(config):
         for variant in experiment_variants(config, experiment):
-            name = run_name(experiment, variant)
-            out[name] = Run(
-                name=name,
+            base = Run(
+                name=run_name(experiment, variant),
                 experiment=experiment,
                 variant=variant,
                 spec=run_spec(config, experiment, variant),
                 methods=tuple(experiment_methods(config, experiment)),
                 benchmarks=experiment_benchmarks(config, experiment),
             )
+            out.update((run.name, run) for run in seed_runs(config, experiment, base))
     return out
 
 

@@ -3,7 +3,11 @@
 Every model stage of the workflow produces a directory. It holds either the
 weights and tokenizer themselves, or a ``pointer.json`` naming a hub id (and
 revision) or another directory, so that the cluster never copies an 8B
-checkpoint just to give the DAG a file to depend on.
+checkpoint just to give the DAG a file to depend on. A pointer records what it
+points to exactly: for a hub id the commit the download resolved to
+(``resolved_revision``; loading uses it, so an unpinned ``main`` that moves
+later cannot change the model), for a local checkpoint directory its content
+identity (``content``, see :func:`suite.provenance.identity`).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from transformers import (
 )
 
 from suite.io import atomic_dir, read_jsonl, write_json
-from suite.provenance import POINTER, write_stamp
+from suite.provenance import POINTER, identity, write_stamp
 
 SPECIAL_TOKENS = ["<s>", "</s>", "<pad>", "<|system|>", "<|user|>", "<|assistant|>"]
 
@@ -118,17 +122,37 @@ def build_tiny_model(arch: str, tokenizer: PreTrainedTokenizerBase, size: dict[s
     return model_cls(config)
 
 
-def write_pointer(out: Path, name_or_path: str, revision: str | None, chat_template: str | None) -> None:
-    """Make ``out`` a model stage that refers to a hub id or another directory."""
+def write_pointer(
+    out: Path, name_or_path: str, revision: str | None, chat_template: str | None, **recorded: Any
+) -> None:
+    """Make ``out`` a model stage that refers to a hub id or another directory (``recorded``: what it resolved to)."""
     with atomic_dir(out) as tmp:
         write_json(
             tmp / POINTER,
-            {"name_or_path": name_or_path, "revision": revision, "chat_template": chat_template},
+            {"name_or_path": name_or_path, "revision": revision, "chat_template": chat_template, **recorded},
         )
 
 
+def fetch_checkpoint(name_or_path: str, revision: str | None, download: bool) -> dict[str, Any]:
+    """What a pointer records of its target: a local directory's content, or the hub commit the download got.
+
+    A local checkpoint directory is never sent to the hub (its path is not a repo
+    id). A hub download returns its snapshot directory, named by the commit.
+    """
+    if Path(name_or_path).is_dir():
+        return {"content": identity(name_or_path)}
+    if not download:
+        return {}
+    from huggingface_hub import snapshot_download
+
+    return {"resolved_revision": Path(snapshot_download(name_or_path, revision=revision)).name}
+
+
 def resolve(model_dir: str | Path) -> dict[str, Any]:
-    """Follow pointers until a hub id or a directory with weights; returns loading arguments."""
+    """Follow pointers until a hub id or a directory with weights; returns loading arguments.
+
+    A hub pointer's recorded commit (``resolved_revision``) is the revision loaded.
+    """
     spec: dict[str, Any] = {"name_or_path": str(model_dir), "revision": None, "chat_template": None}
     seen = set()
     while (Path(spec["name_or_path"]) / POINTER).exists():
@@ -136,7 +160,11 @@ def resolve(model_dir: str | Path) -> dict[str, Any]:
             raise ValueError(f"pointer cycle at {spec['name_or_path']}")
         seen.add(spec["name_or_path"])
         target = json.loads((Path(spec["name_or_path"]) / POINTER).read_text())
-        spec = {**target, "chat_template": target.get("chat_template") or spec["chat_template"]}
+        spec = {
+            **target,
+            "revision": target.get("resolved_revision") or target.get("revision"),
+            "chat_template": target.get("chat_template") or spec["chat_template"],
+        }
     return spec
 
 
@@ -180,11 +208,9 @@ def _cmd_tiny(args: argparse.Namespace) -> None:
 
 
 def _cmd_pointer(args: argparse.Namespace) -> None:
-    if args.download:
-        from huggingface_hub import snapshot_download
-
-        snapshot_download(args.name_or_path, revision=args.revision)
-    write_pointer(args.out, args.name_or_path, args.revision, args.chat_template)
+    recorded = fetch_checkpoint(args.name_or_path, args.revision, args.download)
+    write_pointer(args.out, args.name_or_path, args.revision, args.chat_template, **recorded)
+    print(f"{args.out}: points to {args.name_or_path} ({recorded or 'not downloaded'})")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -205,8 +231,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     tiny.add_argument("--out", type=Path, required=True)
     tiny.set_defaults(func=_cmd_tiny)
 
-    ptr = sub.add_parser("pointer", help="refer to a hub id or a directory (downloaded into the HF cache first)")
-    ptr.add_argument("--name-or-path", required=True)
+    ptr = sub.add_parser("pointer", help="refer to a hub id (downloaded into the HF cache first) or a directory")
+    ptr.add_argument("--name-or-path", required=True, help="a hub id or a local checkpoint directory")
     ptr.add_argument("--revision")
     ptr.add_argument("--chat-template", choices=["zephyr"], help="override the model's own template")
     ptr.add_argument("--download", action="store_true")

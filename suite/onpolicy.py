@@ -41,7 +41,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from accelerate import PartialState
+
 from suite.io import read_json, read_jsonl, write_json, write_jsonl
+from suite.processes import job_processes
 from suite.provenance import digest, identity
 
 log = logging.getLogger(__name__)
@@ -83,9 +86,14 @@ def run_shards(
     manifest: Mapping[str, Any],
     work: Callable[[int, Sequence[Mapping[str, Any]]], list[dict]],
 ) -> tuple[list[dict], dict[str, int]]:
-    """Run ``work`` on every unit whose shard file is missing; reuse the others. Returns (records, counts)."""
+    """Run ``work`` on every unit whose shard file is missing; reuse the others. Returns (records, counts).
+
+    In a job of several processes every process runs ``work`` (which shares the unit out, see
+    :mod:`evals.generate`) and gets the whole result; only the main process writes.
+    """
+    main = PartialState().is_main_process
     shard_dir.mkdir(parents=True, exist_ok=True)
-    if not (shard_dir / "manifest.json").exists():
+    if main and not (shard_dir / "manifest.json").exists():
         write_json(shard_dir / "manifest.json", manifest)
     records: list[dict] = []
     counts = {"shards": len(units), "shards_reused": 0, "shards_computed": 0}
@@ -100,7 +108,8 @@ def run_shards(
             log.warning("%s does not match its prompts; computing it again", path)
         start = time.monotonic()
         done = work(index, unit)
-        write_jsonl(path, done)  # atomic: a killed job leaves no half shard
+        if main:
+            write_jsonl(path, done)  # atomic: a killed job leaves no half shard
         records += done
         counts["shards_computed"] += 1
         log.info("shard %d/%d done in %.1f s (%s)", index + 1, len(units), time.monotonic() - start, path.name)
@@ -353,6 +362,7 @@ def _reward_summary(pairs: Sequence[Mapping[str, Any]]) -> dict[str, float]:
 
 
 def _cmd_sample(args: argparse.Namespace) -> None:
+    job_processes()  # join the job's processes before anything else asks for them
     prompts, repeats = load_prompts(args.prompts, args.limit)
     records, meta = sample(
         args.model,
@@ -365,6 +375,8 @@ def _cmd_sample(args: argparse.Namespace) -> None:
         backend=args.backend,
         work_dir=args.work_dir,
     )
+    if not PartialState().is_main_process:
+        return
     write_jsonl(args.out, records)
     write_json(
         args.meta, {**meta, "prompts_file": str(args.prompts), "limit": args.limit, "repeated_prompts_skipped": repeats}

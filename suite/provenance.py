@@ -89,8 +89,9 @@ def identity(path: str | Path) -> dict[str, Any]:
         target = json.loads((path / POINTER).read_text())
         inner = target["name_or_path"]
         extra = {k: v for k, v in target.items() if k not in ("name_or_path", "revision") and v is not None}
-        if Path(inner).is_dir():
-            return {**extra, "target": identity(inner)}
+        if Path(inner).is_dir():  # the content recorded when the pointer was made (its rule reruns when it changes)
+            recorded = extra.pop("content", None)
+            return {**extra, "target": recorded or identity(inner)}
         return {**extra, "hub": inner, "revision": target.get("revision")}
     if path.is_dir():
         stamp = read_stamp(path)

@@ -32,6 +32,7 @@ from suite.engine import (
 )
 from suite.io import atomic_path, read_jsonl
 from suite.models import load_model, load_tokenizer
+from suite.processes import gather_mapping, job_processes, my_share
 from suite.provenance import differences, identity
 
 
@@ -45,14 +46,18 @@ def reference_logps(
 ) -> dict[str, dict[str, Tensor]]:
     """Per-response-token log-probs of ``model`` for every pair of ``dataset``, keyed by record id.
 
-    ``numeric`` is the training block's :func:`~suite.engine.precision` (default: no autocast).
+    ``numeric`` is the training block's :func:`~suite.engine.precision` (default: no autocast). In a job of
+    several processes each computes its share of the batches (the same batches one process would) and every
+    process returns them all (:mod:`suite.processes`).
     """
     model.eval()
     collator = PreferenceCollator(pad_token_id)
     numeric = numeric or {"autocast": None}
+    processes = job_processes()
     out: dict[str, dict[str, Tensor]] = {}
-    starts = range(0, len(dataset), batch_size)
-    for start in tqdm(starts, desc="reference log-probs", unit="batch"):
+    starts = list(range(0, len(dataset), batch_size))
+    mine = [starts[i] for i in my_share(len(starts), processes)]
+    for start in tqdm(mine, desc="reference log-probs", unit="batch", disable=not processes.is_local_main_process):
         items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         inputs = {k: v.to(model.device) if isinstance(v, Tensor) else v for k, v in collator(items).items()}
         with autocast(numeric, model.device):
@@ -63,7 +68,7 @@ def reference_logps(
                 "chosen": logps[chosen][mask[chosen].bool()].float().cpu(),
                 "rejected": logps[rejected][mask[rejected].bool()].float().cpu(),
             }
-    return out
+    return gather_mapping(out, processes)
 
 
 def reference_provenance(
@@ -106,14 +111,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     training = json.loads(args.training)
+    processes = job_processes()
     tokenizer = load_tokenizer(args.model)
-    model = load_model(args.model, training.get("dtype", "float32"))
-    if torch.cuda.is_available():
-        model = model.to("cuda")
+    model = load_model(args.model, training.get("dtype", "float32")).to(processes.device)
     dataset = PreferenceDataset(read_jsonl(args.data), tokenizer, training["max_length"], training["max_prompt_length"])
     batch_size = training["reference_batch_size"]
     logps = reference_logps(model, dataset, tokenizer.pad_token_id, batch_size, precision(training))
-    save_reference(args.out, logps, reference_provenance(args.model, args.data, tokenizer, training))
+    if processes.is_main_process:
+        save_reference(args.out, logps, reference_provenance(args.model, args.data, tokenizer, training))
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from suite.io import atomic_dir, read_jsonl, write_json, write_jsonl
-from suite.models import CHAT_TEMPLATE, POINTER, resolve
+from suite.models import CHAT_TEMPLATE, POINTER, fetch_checkpoint, resolve
 from suite.provenance import identity
 
 log = logging.getLogger(__name__)
@@ -81,8 +81,13 @@ def reward_source(reward: str | Path, revision: str | None = None, trust_remote_
     return {"name_or_path": str(reward), "revision": revision, "trust_remote_code": trust_remote_code}
 
 
-def write_reward_pointer(out: Path, hub_id: str, revision: str | None, trust_remote_code: bool) -> None:
-    """Make ``out`` a reward-model stage referring to a hub checkpoint (read by :func:`reward_source`)."""
+def write_reward_pointer(
+    out: Path, hub_id: str, revision: str | None, trust_remote_code: bool, **recorded: Any
+) -> None:
+    """Make ``out`` a reward-model stage referring to a hub checkpoint or local directory (see :func:`reward_source`).
+
+    ``recorded``: what the target resolved to (:func:`suite.models.fetch_checkpoint`).
+    """
     with atomic_dir(out) as tmp:
         write_json(
             tmp / POINTER,
@@ -91,6 +96,7 @@ def write_reward_pointer(out: Path, hub_id: str, revision: str | None, trust_rem
                 "revision": revision,
                 "chat_template": None,
                 "trust_remote_code": trust_remote_code,
+                **recorded,
             },
         )
 
@@ -252,6 +258,7 @@ def train_reward_model(
     from suite.models import load_tokenizer
     from suite.trainer_utils import (
         CompleteCheckpoints,
+        init_processes,
         last_checkpoint,
         run_directory,
         run_provenance,
@@ -260,6 +267,7 @@ def train_reward_model(
         training_provenance,
     )
 
+    init_processes(training)
     provenance = run_provenance(
         "reward model",
         ["suite.reward"],
@@ -342,11 +350,8 @@ def _cmd_score(args: argparse.Namespace) -> None:
 
 
 def _cmd_pointer(args: argparse.Namespace) -> None:
-    if args.download:
-        from huggingface_hub import snapshot_download
-
-        snapshot_download(args.hub, revision=args.revision)
-    write_reward_pointer(args.out, args.hub, args.revision, args.trust_remote_code)
+    recorded = fetch_checkpoint(args.hub, args.revision, args.download)
+    write_reward_pointer(args.out, args.hub, args.revision, args.trust_remote_code, **recorded)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -374,8 +379,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     sc.add_argument("--out", type=Path, required=True)
     sc.set_defaults(func=_cmd_score)
 
-    ptr = sub.add_parser("pointer", help="a hub reward model as a workflow stage")
-    ptr.add_argument("--hub", required=True)
+    ptr = sub.add_parser("pointer", help="a hub reward model (or a local checkpoint directory) as a workflow stage")
+    ptr.add_argument("--hub", required=True, help="a hub id or a local checkpoint directory")
     ptr.add_argument("--revision")
     ptr.add_argument("--trust-remote-code", action="store_true")
     ptr.add_argument("--download", action="store_true")

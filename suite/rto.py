@@ -58,7 +58,7 @@ from suite.io import atomic_dir, atomic_path, read_jsonl, write_json
 from suite.models import load_model, load_tokenizer, resolve
 from suite.provenance import identity, write_stamp
 from suite.reward import load_reward_model, reward_source
-from suite.trainer_utils import project_modules, run_directory, run_provenance, training_provenance
+from suite.trainer_utils import init_processes, project_modules, run_directory, run_provenance, training_provenance
 
 log = logging.getLogger(__name__)
 STATE = "state.pt"
@@ -425,6 +425,7 @@ def run_rto(
     out: Path,
 ) -> list[dict]:
     """Train the RTO policy from ``model_dir``; returns the log history (one entry per PPO iteration)."""
+    init_processes(training)
     provenance = run_provenance(
         "rto",
         [*project_modules("baselines"), "suite.rto", "suite.engine"],

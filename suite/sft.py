@@ -16,6 +16,7 @@ from suite.models import load_model, load_tokenizer
 from suite.provenance import identity
 from suite.trainer_utils import (
     CompleteCheckpoints,
+    init_processes,
     last_checkpoint,
     run_directory,
     run_provenance,
@@ -27,6 +28,7 @@ from suite.trainer_utils import (
 
 def run_sft(model_dir: Path, data: Path, training: dict, checkpoints: Path, out: Path) -> list[dict]:
     """Fine-tune on chat transcripts; returns the log history."""
+    init_processes(training)
     provenance = run_provenance(
         "sft",
         ["suite.sft"],

@@ -13,13 +13,21 @@ import torch
 from transformers import TrainingArguments
 
 from baselines import get_method
-from suite.engine import PreferenceCollator, PreferenceDataset, PreferenceTrainer, tokenization_fingerprint
+from suite.diagnostics import squeezing_setup
+from suite.engine import (
+    PreferenceCollator,
+    PreferenceDataset,
+    PreferenceTrainer,
+    tokenisation_report,
+    tokenization_fingerprint,
+)
 from suite.io import read_jsonl, write_json
 from suite.models import load_model, load_tokenizer
 from suite.provenance import identity
 from suite.reference import load_reference, reference_provenance
 from suite.trainer_utils import (
     CompleteCheckpoints,
+    init_processes,
     last_checkpoint,
     project_modules,
     run_directory,
@@ -48,6 +56,7 @@ def run_training(
     the reference's log-probs with them): TIS-DPO's reverse-DPO model.
     ``artifact`` is the method's precomputed artifact (``Method.artifact``).
     """
+    init_processes(training)
     method = get_method(method_name)
     params = method.resolve_params(method_params)
     provenance = run_provenance(
@@ -75,7 +84,7 @@ def run_training(
         raise ValueError(f"method {method_name!r} needs {need}")
     if artifact is not None:
         params["artifact"] = load_artifact(artifact, method.artifact, fingerprint)
-    records = read_jsonl(data)
+    records, diagnostics = squeezing_setup(read_jsonl(data), tokenizer, training)
     if swap_pairs:
         records = [{**r, "chosen": r["rejected"], "rejected": r["chosen"]} for r in records]
         if stored is not None:
@@ -83,16 +92,19 @@ def run_training(
     dataset = PreferenceDataset(
         records, tokenizer, training["max_length"], training["max_prompt_length"], reference=stored
     )
+    print(tokenisation_report(dataset.tokenisation, len(dataset)), flush=True)
     run = run_directory(checkpoints, provenance)
     trainer = PreferenceTrainer(
         model=load_model(model_dir, dtype),
-        args=TrainingArguments(**trainer_fields(training, run)),
+        # A method's own modules (AAO's AW) run in the loss, outside the policy's forward: DDP then needs a static
+        # graph to reduce their gradients with the policy's.
+        args=TrainingArguments(**trainer_fields(training, run), ddp_static_graph=method.build_modules is not None),
         train_dataset=dataset,
         data_collator=PreferenceCollator(tokenizer.pad_token_id),
         method=method,
         method_params=params,
         ref_model=load_model(model_dir, dtype).eval() if method.reference == "live" else None,
-        callbacks=[CompleteCheckpoints()],
+        callbacks=[CompleteCheckpoints(), *diagnostics],
     )
     trainer.train(resume_from_checkpoint=last_checkpoint(run))
     save_trained(trainer, tokenizer, out, provenance)

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import accelerate
 from accelerate import PartialState
 from transformers import (
     PreTrainedTokenizerBase,
@@ -40,6 +41,7 @@ from transformers import (
     TrainingArguments,
 )
 
+from suite.processes import job_processes
 from suite.provenance import code_version, differences, digest, write_stamp
 
 log = logging.getLogger(__name__)
@@ -87,7 +89,31 @@ def trainer_fields(training: Mapping[str, Any], checkpoints: Path) -> dict[str, 
     }
 
 
-# ---------------------------------------------------------------- provenance of a run
+# ---------------------------------------------------------------- processes and provenance of a run
+
+
+def init_processes(training: Mapping[str, Any]) -> PartialState:
+    """Join the job's process group before anything else asks for it: on CPU (``cuda: false``) several processes
+    launched by ``accelerate launch`` (torchrun) form a gloo group only if the state is created with ``cpu=True``;
+    the first ``PartialState()`` of a process decides, and the Trainer's own later request reuses it.
+
+    The launcher's mixed precision (``ACCELERATE_MIXED_PRECISION``, from an accelerate config) must agree with the
+    training block's ``bf16``: the Trainer would otherwise autocast under a precision no provenance records.
+    """
+    if not training.get("cuda", False) and os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        log.warning(
+            "FSDP needs GPU processes: accelerate %s turns only GPU-type process groups into FSDP, so these CPU "
+            "processes train with DDP (every process holds the whole model)",
+            accelerate.__version__,
+        )
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION")  # set only under `accelerate launch`
+    wanted = "bf16" if training.get("bf16") else "no"
+    if launched is not None and launched != wanted:
+        raise ValueError(
+            f"the launcher's mixed precision is {launched!r} (accelerate config or --mixed_precision), the training "
+            f"block's bf16 is {bool(training.get('bf16'))} ({wanted!r}): launch with --mixed_precision {wanted}"
+        )
+    return job_processes(cuda=bool(training.get("cuda", False)))
 
 
 def training_provenance(training: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,20 +2,25 @@
 
 It answers ``POST /v1/chat/completions`` with one generated token and its top
 log-probs, checks the ``Authorization: Bearer <key>`` header, counts requests
-and keeps their JSON bodies. It can fail a given fraction of requests with an
-HTTP status (every k-th, deterministically) or never answer at all.
+and keeps their JSON bodies. It can fail a given fraction of requests (every
+k-th, deterministically) with an HTTP error status or, with ``malformed``, an
+HTTP-200 response that is not a usable completion (:data:`MALFORMED`), or never
+answer at all.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 Responder = Callable[[dict[str, Any]], dict[str, float]]
+# HTTP-200 bodies that are not a usable chat completion, as broken proxies and servers send them.
+MALFORMED = ("truncated", "html", "empty_choices", "no_content")
 
 
 def prefer_first(body: dict[str, Any]) -> dict[str, float]:
@@ -29,7 +34,9 @@ class StubState:
     responder: Responder = prefer_first
     fail_fraction: float = 0.0
     fail_status: int = 500
+    malformed: str | None = None  # one of MALFORMED: what a failing request gets instead of fail_status
     hang: bool = False
+    delay_s: float = 0.0  # seconds before each answer: time for a test to kill the client mid-run
     requests: int = 0
     bodies: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -60,15 +67,32 @@ def _completion(body: dict[str, Any], logprobs: dict[str, float]) -> dict[str, A
     }
 
 
+def _malformed(kind: str, completion: dict[str, Any]) -> tuple[bytes, str]:
+    """The body and content type of a malformed HTTP-200 response of the given kind."""
+    if kind == "truncated":
+        text = json.dumps(completion)
+        return text[: len(text) // 2].encode(), "application/json"
+    if kind == "html":
+        return b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html"
+    if kind == "empty_choices":
+        return json.dumps({**completion, "choices": []}).encode(), "application/json"
+    if kind == "no_content":
+        choice = {**completion["choices"][0], "message": {"role": "assistant", "content": None}}
+        return json.dumps({**completion, "choices": [choice]}).encode(), "application/json"
+    raise ValueError(f"unknown malformed kind {kind!r}; known: {MALFORMED}")
+
+
 def _handler(state: StubState) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
             """Silent: tests read captured output."""
 
         def _reply(self, status: int, payload: dict[str, Any]) -> None:
-            data = json.dumps(payload).encode()
+            self._send(status, json.dumps(payload).encode(), "application/json")
+
+        def _send(self, status: int, data: bytes, content_type: str) -> None:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -88,9 +112,13 @@ def _handler(state: StubState) -> type[BaseHTTPRequestHandler]:
             if state.hang:
                 state.release.wait(timeout=30)
                 return None
+            time.sleep(state.delay_s)
+            completion = _completion(body, state.responder(body))
+            if state.should_fail(number) and state.malformed is not None:
+                return self._send(200, *_malformed(state.malformed, completion))
             if state.should_fail(number):
                 return self._reply(state.fail_status, {"error": {"message": "stub failure", "type": "server"}})
-            return self._reply(200, _completion(body, state.responder(body)))
+            return self._reply(200, completion)
 
     return Handler
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gzip
 import hashlib
 import json
 import subprocess
@@ -19,14 +20,21 @@ from suite.io import read_json, read_jsonl
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "workflow" / "resources" / "smoke"
 GENERATOR = ROOT / "workflow" / "scripts" / "make_smoke_data.py"
+HH_ODDITIES = ("empty_final_turn", "consecutive_turns", "whitespace", "starts_with_assistant", "human_inside_turn")
 SMOKE_FILES = (
     "ultrafeedback_smoke.jsonl",
-    "hh_smoke.jsonl",
+    "hh_smoke.jsonl.gz",
     "ultrachat_smoke.jsonl",
     "alpaca_eval_smoke.json",
     "mt_bench_smoke_question.jsonl",
     "arena_hard_smoke_question.jsonl",
+    "arena_hard_v2_smoke_question.jsonl",
+    "arena_hard_v2_smoke_baseline_hard.jsonl",
+    "arena_hard_v2_smoke_baseline_creative.jsonl",
+    *(f"hh_oddities/{kind}.jsonl.gz" for kind in HH_ODDITIES),
 )
+HH_GOOD = 80  # the ordinary transcripts of hh_smoke.jsonl.gz; the first of each oddity fixture follows them
+HH_PLAIN = 3  # each oddity fixture starts with three ordinary transcripts
 
 
 # --------------------------------------------------------------------------- helpers
@@ -94,10 +102,9 @@ def prepare_file(kind: str, fmt: str, path: Path, out: Path, **kwargs: Any) -> i
     ("kind", "fmt", "name", "count"),
     [
         ("preference", "ultrafeedback", "ultrafeedback_smoke.jsonl", 240),
-        ("preference", "hh", "hh_smoke.jsonl", 80),
         ("sft", "ultrachat", "ultrachat_smoke.jsonl", 300),
         ("sft", "ultrafeedback", "ultrafeedback_smoke.jsonl", 240),
-        ("sft", "hh", "hh_smoke.jsonl", 80),
+        ("prompts", "hh", "hh_test_smoke.jsonl", 20),
         ("alpaca_eval", "alpaca_eval", "alpaca_eval_smoke.json", 24),
     ],
 )
@@ -138,8 +145,11 @@ def test_smoke_ultrafeedback_shape() -> None:
 
 
 def test_smoke_hh_has_multi_turn_and_refusals() -> None:
-    records = read_jsonl(SMOKE / "hh_smoke.jsonl")
+    records = read_jsonl(SMOKE / "hh_smoke.jsonl.gz")
     assert all(list(r) == ["chosen", "rejected"] for r in records)
+    oddities = [read_jsonl(SMOKE / f"hh_oddities/{kind}.jsonl.gz")[HH_PLAIN] for kind in HH_ODDITIES]
+    assert records[HH_GOOD:] == oddities
+    records = records[:HH_GOOD]
     assert all(r["chosen"].startswith("\n\nHuman: ") for r in records)
     assert sum(r["chosen"].count("\n\nHuman: ") > 1 for r in records) >= 20
     assert sum("I'm sorry, but I can't help" in r["chosen"] for r in records) == 24
@@ -193,6 +203,11 @@ def test_smoke_total_size() -> None:
     assert sum((SMOKE / name).stat().st_size for name in SMOKE_FILES) < 1_500_000
 
 
+def content(path: Path) -> bytes:
+    """A file's content; a .gz is compared decompressed (zlib builds may compress the same bytes differently)."""
+    return gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+
+
 def test_generator_reproduces_committed_files(tmp_path: Path) -> None:
     for run in ("a", "b"):
         subprocess.run(
@@ -200,11 +215,14 @@ def test_generator_reproduces_committed_files(tmp_path: Path) -> None:
             check=True,
             capture_output=True,
         )
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == sorted(SMOKE_FILES)
+    fresh_files = (tmp_path / "a").rglob("*")
+    assert sorted(str(p.relative_to(tmp_path / "a")) for p in fresh_files if p.is_file()) == sorted(SMOKE_FILES)
     for name in SMOKE_FILES:
-        fresh = (tmp_path / "a" / name).read_bytes()
-        assert fresh == (tmp_path / "b" / name).read_bytes(), name
-        assert fresh == (SMOKE / name).read_bytes(), f"{name} is stale: rerun {GENERATOR.name}"
+        fresh = content(tmp_path / "a" / name)
+        assert fresh == content(tmp_path / "b" / name), name
+        assert fresh == content(SMOKE / name), f"{name} is stale: rerun {GENERATOR.name}"
+        if name.endswith(".gz"):  # as HH ships it, and without a name or time that would change on every run
+            assert (tmp_path / "a" / name).read_bytes()[:10] == (tmp_path / "b" / name).read_bytes()[:10]
 
 
 # --------------------------------------------------------------------------- malformed input
@@ -304,7 +322,7 @@ MALFORMED = [
         "hh",
         {"chosen": "\n\nAssistant: a\n\nHuman: b", "rejected": "\n\nAssistant: a\n\nHuman: c"},
         "field 'chosen'",
-        "turn 1: expected Human, got Assistant",
+        "turn 1 is Assistant: an HH transcript starts with a Human turn",
     ),
     (
         "hh-ends-with-human",
@@ -373,14 +391,24 @@ def test_bad_json_line_names_record_and_line(tmp_path: Path) -> None:
     path = write_lines(
         tmp_path / "broken.jsonl", [json.dumps(uf_record()), "", '{"chosen": [', json.dumps(uf_record())]
     )
-    with pytest.raises(DataError, match=r"broken\.jsonl: record 2 \(line 3\): invalid JSON"):
-        data.load_records({"format": "ultrafeedback", "path": str(path)})
+    with pytest.raises(DataError, match=r"broken\.jsonl: record 2 \(line 3\): invalid JSON: Expecting value at column"):
+        prepare_file("preference", "ultrafeedback", path, tmp_path / "out.jsonl")
+
+
+def test_json_message_that_ends_in_at_is_not_doubled(tmp_path: Path) -> None:
+    """json's "Unterminated string starting at" gets its column without a second "at"."""
+    path = write_lines(tmp_path / "cut.jsonl", ['{"chosen": "never closed'])
+    with pytest.raises(DataError) as caught:
+        prepare_file("preference", "hh", path, tmp_path / "out.jsonl")
+    assert str(caught.value).endswith("record 1 (line 1): invalid JSON: Unterminated string starting at column 12")
+    with pytest.raises(DataError, match=r"^--source: invalid JSON: Unterminated string starting at column 2$"):
+        data.parse_json_option('{"x', "--source")
 
 
 def test_non_object_line(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "list.jsonl", [json.dumps(uf_record()), "[1, 2]"])
     with pytest.raises(DataError, match=r"list\.jsonl: record 2 \(line 2\): expected a JSON object, got list"):
-        data.load_records({"format": "ultrafeedback", "path": str(path)})
+        prepare_file("preference", "ultrafeedback", path, tmp_path / "out.jsonl")
 
 
 def test_limit_reads_only_the_first_records(tmp_path: Path) -> None:
@@ -415,11 +443,22 @@ def test_missing_file_and_unsupported_suffix(tmp_path: Path) -> None:
         prepare_file("preference", "hh", csv, tmp_path / "out.jsonl")
 
 
-def test_not_utf8(tmp_path: Path) -> None:
+def test_not_utf8_names_record_line_and_byte(tmp_path: Path) -> None:
+    """The bad byte's record, line and place in the line, not an offset into some read buffer."""
+    good = json.dumps(hh_record()).encode()
+    bad = '{"chosen": "caf\xe9"}'.encode("latin-1")
     path = tmp_path / "latin1.jsonl"
-    path.write_bytes('{"chosen": "caf\xe9"}\n'.encode("latin-1"))
-    with pytest.raises(DataError, match=r"latin1\.jsonl: not UTF-8"):
+    path.write_bytes(b"\n".join([good] * 3000 + [b"", bad, good]) + b"\n")  # far past the first read buffer
+    position = bad.index(b"\xe9") + 1
+    with pytest.raises(DataError) as caught:
         prepare_file("preference", "hh", path, tmp_path / "out.jsonl")
+    assert str(caught.value) == (
+        f"{path}: record 3001 (line 3002): not UTF-8 text (byte 0xe9 at byte {position} of the line)"
+    )
+    listed = tmp_path / "latin1.json"
+    listed.write_bytes(b'[\n{"instruction": "a"},\n' + bad + b"\n]")
+    with pytest.raises(DataError, match=rf"latin1\.json: not UTF-8 text \(byte 0xe9 at line 3, byte {position}\)"):
+        prepare_file("alpaca_eval", "alpaca_eval", listed, tmp_path / "out.json")
 
 
 def test_alpaca_eval_errors(tmp_path: Path) -> None:
@@ -435,7 +474,7 @@ def test_alpaca_eval_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"ae\.json: record 2: expected a JSON object, got string"):
         prepare_file("alpaca_eval", "alpaca_eval", path, out)
     path.write_text('[{"instruction": "a",\n "output": }]')
-    with pytest.raises(DataError, match=r"ae\.json: invalid JSON at line 2 column"):
+    with pytest.raises(DataError, match=r"ae\.json: invalid JSON: Expecting value at line 2 column 12$"):
         prepare_file("alpaca_eval", "alpaca_eval", path, out)
     path.write_text(json.dumps({"instruction": "a"}))
     with pytest.raises(DataError, match=r"ae\.json: expected a JSON list of objects, got object"):
@@ -520,7 +559,6 @@ def test_preference_round_trip_keeps_multi_turn_prompt_and_system(tmp_path: Path
     out = tmp_path / "out.jsonl"
     assert prepare_file("preference", "ultrafeedback", path, out) == 3
     written = read_jsonl(out)
-    assert written == data.normalise_preference(records, "uf.jsonl", "ultrafeedback")
     assert [r["id"] for r in written] == [
         "ultrafeedback-000000",
         "ultrafeedback-000001",
@@ -581,8 +619,27 @@ def test_alpaca_eval_round_trip_drops_extra_keys(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- hub sources (mocked)
 
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
-def test_hub_dataset_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+
+@pytest.fixture
+def hub_commits(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
+    """The hub's answer to "which commit is this revision now" (no network here), and the questions asked."""
+    import huggingface_hub
+
+    asked: list[tuple[str, Any]] = []
+
+    def dataset_info(self: Any, repo_id: str, revision: Any = None, **kwargs: Any) -> Any:
+        asked.append((repo_id, revision))
+        return huggingface_hub.hf_api.DatasetInfo(id=repo_id, sha=COMMIT)
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", dataset_info)
+    return asked
+
+
+def test_hub_dataset_source_reads_and_records_the_resolved_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hub_commits: list
+) -> None:
     import datasets
 
     calls: list[tuple] = []
@@ -592,15 +649,18 @@ def test_hub_dataset_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         return datasets.Dataset.from_list([hh_record(), hh_record(final_chosen=""), hh_record()])
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    hub = {"id": "Anthropic/hh-rlhf", "split": "train", "revision": "abc123"}
+    hub = {"id": "Anthropic/hh-rlhf", "split": "train", "revision": "main"}
     out = tmp_path / "out.jsonl"
     assert data.prepare("preference", {"format": "hh", "hub": hub}, out, limit=1) == 1
-    assert calls[0] == ("Anthropic/hh-rlhf", None, {"split": "train", "revision": "abc123", "data_dir": None})
-    with pytest.raises(DataError, match=r"^hub:Anthropic/hh-rlhf\[train\]@abc123: record 2: field 'chosen'"):
+    assert hub_commits == [("Anthropic/hh-rlhf", "main")]
+    assert calls[0] == ("Anthropic/hh-rlhf", None, {"split": "train", "revision": COMMIT, "data_dir": None})
+    manifest = read_json(tmp_path / "out.manifest.json")
+    assert manifest["source"] == {"hub": hub, "resolved_revision": COMMIT}
+    with pytest.raises(DataError, match=r"^hub:Anthropic/hh-rlhf\[train\]@main: record 2: field 'chosen'"):
         data.prepare("preference", {"format": "hh", "hub": hub}, out)
 
 
-def test_hub_alpaca_eval_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hub_alpaca_eval_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hub_commits: list) -> None:
     import huggingface_hub
 
     local = tmp_path / "alpaca_eval_gpt4_baseline.json"
@@ -615,17 +675,18 @@ def test_hub_alpaca_eval_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     out = tmp_path / "out.json"
     source = {"format": "alpaca_eval", "hub": {"id": "tatsu-lab/alpaca_eval"}}
     assert data.prepare("alpaca_eval", source, out) == 2
+    assert hub_commits == [("tatsu-lab/alpaca_eval", None)]
     assert calls == [
         {
             "repo_id": "tatsu-lab/alpaca_eval",
             "filename": "alpaca_eval_gpt4_baseline.json",
             "repo_type": "dataset",
-            "revision": None,
+            "revision": COMMIT,
         }
     ]
-    records, origin = data.load_records(source, limit=1)
-    assert len(records) == 1
-    assert origin == "hub:tatsu-lab/alpaca_eval/alpaca_eval_gpt4_baseline.json"
+    manifest = read_json(tmp_path / "out.manifest.json")
+    assert manifest["origin"] == "hub:tatsu-lab/alpaca_eval/alpaca_eval_gpt4_baseline.json"
+    assert manifest["source"]["resolved_revision"] == COMMIT
 
 
 # --------------------------------------------------------------------------- CLI

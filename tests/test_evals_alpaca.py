@@ -15,6 +15,8 @@ from evals import alpaca_eval as ae
 from evals import benchmark_names, get_benchmark
 from evals.judges import Judge, JudgeReply, JudgeRequest
 from evals.judges.offline import OfflineJudge
+from evals.results import IncompleteResultError
+from suite.data import DataError
 
 TOPICS = ("sleep", "cooking", "running", "saving money", "reading", "gardening", "painting", "chess")
 REFERENCE = [
@@ -74,8 +76,10 @@ class SilentJudge(Judge):
 
     def __init__(self, silent_on: set[str]) -> None:
         self.silent_on = silent_on
+        self.asked: list[str] = []
 
     def complete(self, request: JudgeRequest) -> JudgeReply:
+        self.asked.append(request.payload["instruction"])
         if request.payload["instruction"] in self.silent_on:
             return JudgeReply(text="m", top_logprobs=None, raw={})
         return JudgeReply(text="m", top_logprobs=[{"m": -0.7, "M": -0.7}], raw={})
@@ -131,21 +135,68 @@ def test_order_swap_is_undone(model_longer: bool, bound: float) -> None:
     assert (result["win_rate"] > bound) if model_longer else (result["win_rate"] < bound)
 
 
-def test_unparsable_replies_are_dropped_and_counted() -> None:
+def test_unparsable_replies_are_asked_again_then_refused_unless_partial_is_allowed() -> None:
     silent = {REFERENCE[2]["instruction"], REFERENCE[5]["instruction"]}
-    result, _ = ae.evaluate(MODEL, REFERENCE, SilentJudge(silent))
-    assert result["n_unparsed"] == 2 and result["n"] == len(MODEL) - 2
-    assert result["win_rate"] == pytest.approx(50.0)
-    everything = {r["instruction"] for r in REFERENCE}
-    with pytest.raises(ValueError, match="could be parsed"):
-        ae.evaluate(MODEL[1:], REFERENCE[1:], SilentJudge(everything))
+    judge = SilentJudge(silent)
+    with pytest.raises(IncompleteResultError) as info:
+        ae.evaluate(MODEL, REFERENCE, judge)
+    assert str(info.value).startswith("alpaca_eval: 2 of 8 items have no score: 2 judge reply unparsed (e.g. #2 ")
+    assert "#5 'Give two tips about gardening.'" in str(info.value) and "allow_partial: true" in str(info.value)
+    assert sorted(judge.asked).count(REFERENCE[2]["instruction"]) == ae.REPLY_ATTEMPTS
+
+    result, annotations = ae.evaluate(MODEL, REFERENCE, SilentJudge(silent), options={"allow_partial": True})
+    assert (result["n"], result["n_expected"], result["partial"]) == (6, 8, True)
+    assert result["missing"] == {"judge reply unparsed": 2} and result["n_unparsed"] == 2
+    assert result["win_rate"] == pytest.approx(50.0)  # the parsed pairs all got 1.5
+    assert annotations["preference"].isna().sum() == 2  # the annotation file still lists every pair
 
 
-def test_pairing_needs_the_same_instructions_on_both_sides() -> None:
+class RefusingJudge(Judge):
+    name = "refusing"
+    is_offline = True
+
+    def complete(self, request: JudgeRequest) -> JudgeReply:
+        raise AssertionError("no judge call may be made")
+
+
+def test_missing_outputs_are_refused_before_judging_unless_allowed() -> None:
+    present = [m for i, m in enumerate(MODEL) if i not in (3, 6)]
+    with pytest.raises(IncompleteResultError) as info:
+        ae.evaluate(present, REFERENCE, RefusingJudge())
+    message = str(info.value)
+    assert message.startswith("alpaca_eval: 2 of 8 items have no score: 2 no model output (e.g. #3 ")
+    assert "#6 'Give two tips about painting.'" in message and "allow_missing: true" in message
+
+    result, annotations = ae.evaluate(present, REFERENCE, OfflineJudge(), options={"allow_missing": True})
+    assert (result["n"], result["n_expected"], result["partial"]) == (6, 8, True)
+    assert result["missing"] == {"no model output": 2}
+    assert list(annotations["index"]) == [0, 1, 2, 4, 5, 7]  # positions in the eval set, LC's key
+    # the same pairs judged as a six-instruction eval set give the same preferences, so the same win rate
+    subset = [r for i, r in enumerate(REFERENCE) if i not in (3, 6)]
+    alone, _ = ae.evaluate(present, subset, OfflineJudge())
+    assert result["win_rate"] == pytest.approx(alone["win_rate"]) and alone["partial"] is False
+
+
+def test_pairing_rejects_foreign_outputs_and_lists_the_unanswered() -> None:
     with pytest.raises(ValueError, match="no reference output"):
         ae.pair_outputs(REFERENCE[:-1], MODEL)
-    with pytest.raises(ValueError, match="1 reference instructions have no model output"):
-        ae.pair_outputs(REFERENCE, MODEL[:-1])
+    pairs = ae.pair_outputs(REFERENCE, MODEL[:-1])
+    assert ae.unanswered(REFERENCE, pairs) == [f"#7 {REFERENCE[7]['instruction']!r}"]
+
+
+def test_a_foreign_file_is_named_by_file_record_and_field(tmp_path: Path) -> None:
+    answers = tmp_path / "arena_answers.json"
+    answers.write_text(json.dumps([{"question_id": "q1", "model_id": "m", "choices": [{"turns": ["hi"]}]}]))
+    reference = tmp_path / "reference.json"
+    reference.write_text(json.dumps(REFERENCE))
+    args = ["--outputs", str(answers), "--reference", str(reference), "--judge", '{"backend": "offline"}']
+    with pytest.raises(DataError) as info:
+        ae.main([*args, "--out", str(tmp_path / "r.json")])
+    assert str(info.value) == (
+        f"{answers}: record 1: field 'instruction': missing; the record looks like a FastChat answer record "
+        "(question_id, model_id, choices), not an alpaca_eval output record (instruction, output, generator)"
+    )
+    assert not (tmp_path / "r.json").exists()
 
 
 def test_lc_is_null_with_a_reason_for_a_non_official_set() -> None:
@@ -205,6 +256,10 @@ def test_lc_is_computed_only_for_the_official_set(tmp_path: Path, monkeypatch: p
     result, _ = ae.evaluate(model, reference, OfflineJudge())
     assert result["lc_unavailable_reason"] is None
     assert 0 <= result["lc"] <= 100 and result["lc_standard_error"] is not None
+    # a leaderboard model with 803 of the 805 outputs: alpaca_eval scores it, LC included
+    partial, _ = ae.evaluate(model[:400] + model[402:], reference, OfflineJudge(), options={"allow_missing": True})
+    assert partial["lc_unavailable_reason"] is None and 0 <= partial["lc"] <= 100
+    assert (partial["n"], partial["missing"]) == (803, {"no model output": 2})
 
     instructions = [r["instruction"] for r in reference]
     assert "differ" in ae.lc_unavailable_reason(instructions[::-1])
@@ -232,3 +287,22 @@ def test_benchmark_registry_and_output_format(tmp_path: Path) -> None:
     assert written == [{k: r[k] for k in ("instruction", "output", "generator", "dataset")} for r in MODEL]
     with pytest.raises(ValueError, match="7 responses for 8 prompts"):
         bench.write_outputs(prompts, MODEL_TEXTS[:-1], "model", out)
+
+
+def test_the_evaluate_job_stops_with_the_message_and_writes_no_result(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from evals import evaluate
+
+    outputs, reference = tmp_path / "outputs.json", tmp_path / "reference.json"
+    outputs.write_text(json.dumps(MODEL[:-1]))
+    reference.write_text(json.dumps(REFERENCE))
+    step = f'--outputs {outputs} --reference {reference} --judge \'{{"backend": "offline"}}\' --out {tmp_path}/r.json'
+    with pytest.raises(SystemExit) as stopped:
+        evaluate.main(["--step", "evals.alpaca_eval", step])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: evals.alpaca_eval: IncompleteResultError: alpaca_eval: 1 of 8 items have no score")
+    assert "Traceback" not in err and not (tmp_path / "r.json").exists()
+    evaluate.main(["--step", "evals.alpaca_eval", step + " --options '{\"allow_missing\": true}'"])
+    assert json.loads((tmp_path / "r.json").read_text())["missing"] == {"no model output": 1}

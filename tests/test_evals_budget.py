@@ -15,7 +15,7 @@ from evals import arena_hard as ah
 from evals import budget
 from evals import harmless as hl
 from evals import mt_bench as mt
-from evals.judges import CachedJudge, Judge, JudgeReply, JudgeRequest
+from evals.judges import AskPolicy, CachedJudge, Judge, JudgeReply, JudgeRequest, ask
 from evals.judges.offline import OfflineJudge
 from evals.judges.openai_compat import OpenAIConfig, OpenAIJudge
 from suite.data import prepare
@@ -57,6 +57,13 @@ class NamedJudge(Judge):
         return JudgeReply(text="ok", top_logprobs=None, raw={})
 
 
+def fill(cache: Path, todo: list[JudgeRequest]) -> None:
+    """Answer requests through the paid judge's cache, as an earlier run would have."""
+    filler = CachedJudge(NamedJudge(budget.judge_name(PAID)), cache)
+    for request in todo:
+        ask(filler, request, AskPolicy())
+
+
 def expected_tokens(request: JudgeRequest) -> int:
     per_message = budget.TOKENS_PER_MESSAGE
     return sum(-(-len(m["content"]) // 4) + per_message for m in request.messages) + per_message
@@ -65,25 +72,56 @@ def expected_tokens(request: JudgeRequest) -> int:
 def test_counts_calls_minus_cache_hits_and_prices_them(tmp_path: Path) -> None:
     todo = requests(10)
     cache = tmp_path / "judge.sqlite"
-    filler = CachedJudge(NamedJudge(budget.judge_name(PAID)), cache)
-    for request in todo[:4]:
-        filler.complete(request)
+    fill(cache, todo[:4])
     found = budget.estimate(PAID, todo, cache)
     assert (found.calls, found.cached, found.to_call) == (10, 4, 6)
     assert found.input_tokens == sum(expected_tokens(r) for r in todo[4:])
-    assert found.output_tokens == 6 * 7
-    assert found.paid and found.cost_usd == pytest.approx((found.input_tokens * 10 + found.output_tokens * 30) / 1e6)
+    assert found.output_tokens == found.worst_output_tokens == 6 * 7  # no expectation given: the bound
+    assert found.paid and found.cost_usd == pytest.approx((found.input_tokens * 10 + 6 * 7 * 30) / 1e6)
     # The cache of another judge (or template) does not count.
     assert budget.estimate({**PAID, "model": "gpt-4o"}, todo, cache).cached == 0
     assert budget.estimate(PAID, todo, tmp_path / "missing.sqlite").cached == 0
 
 
+def test_expected_spend_prices_each_call_at_the_expected_reply_length_worst_case_at_max_tokens() -> None:
+    todo = requests(10)  # max_tokens 7 each
+    found = budget.estimate(PAID, todo, None, expected_output=3)
+    inputs = sum(expected_tokens(r) for r in todo)
+    assert (found.output_tokens, found.worst_output_tokens) == (10 * 3, 10 * 7)
+    assert found.cost_usd == pytest.approx((inputs * 10 + 30 * 30) / 1e6)  # gpt-4-1106-preview: $10 / $30 per 1M
+    assert found.worst_cost_usd == pytest.approx((inputs * 10 + 70 * 30) / 1e6)
+    assert budget.estimate(PAID, todo, None, expected_output=50).output_tokens == 10 * 7  # never above max_tokens
+
+
+def test_the_guard_compares_the_expected_cost_with_the_budget() -> None:
+    todo = requests(50, words=400)
+    found = budget.estimate(PAID, todo, None, expected_output=2)
+    assert found.cost_usd is not None and found.worst_cost_usd is not None
+    between = (found.cost_usd + found.worst_cost_usd) / 2
+    assert budget.guard({**PAID, "max_budget_usd": between}, todo, None, expected_output=2).cost_usd == found.cost_usd
+    with pytest.raises(budget.BudgetError) as refused:
+        budget.guard({**PAID, "max_budget_usd": found.cost_usd / 2}, todo, None, expected_output=2)
+    message = str(refused.value)
+    assert f"expected cost ${found.cost_usd:.2f} (worst case ${found.worst_cost_usd:.2f})" in message
+
+
+def test_expected_reply_lengths_come_from_the_benchmark_unless_the_config_says(tmp_path: Path) -> None:
+    assert budget.expected_output_tokens("alpaca_eval", PAID, {}) == 1  # the annotator's one token
+    assert budget.expected_output_tokens("mt_bench", PAID, {}) == 207  # measured on real GPT-4 judgments
+    assert budget.expected_output_tokens("arena_hard", PAID, {"protocol": "v0.1"}) == 600
+    assert budget.expected_output_tokens("arena_hard", PAID, {"protocol": "v2.0"}) == 600
+    assert budget.expected_output_tokens("harmless", PAID, {}) == 60
+    assert budget.expected_output_tokens("hh_helpful", PAID, {}) == 1
+    assert budget.expected_output_tokens("mt_bench", {**PAID, "expected_output_tokens": 120}, {}) == 120
+
+
 def test_judge_names_match_the_backends(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AAO_TEST_BUDGET_KEY", "sk-test")
     config = {**PAID, "api_key_env": "AAO_TEST_BUDGET_KEY"}
-    assert budget.judge_name(config) == OpenAIJudge(OpenAIConfig.from_mapping(budget.backend_config(
-        {k: v for k, v in config.items() if k != "backend"}
-    ))).name  # fmt: skip
+    for extra in ({}, {"base_url": "http://vllm:8000/v1"}):
+        judge = OpenAIJudge(OpenAIConfig.from_mapping({k: v for k, v in {**config, **extra}.items() if k != "backend"}))
+        assert budget.judge_name({**config, **extra}) == judge.cache_identity
+    assert budget.judge_name(config) == "openai:gpt-4-1106-preview"
     assert budget.judge_name({"backend": "offline"}) == OfflineJudge.name
 
 
@@ -120,9 +158,7 @@ def test_confirm_needs_the_env_for_any_spend_but_not_for_cached_or_free_calls(tm
     with pytest.raises(budget.BudgetError, match=r"judge\.confirm is true"):
         budget.guard({**PAID, "confirm": True}, todo, None)
     cache = tmp_path / "judge.sqlite"
-    filler = CachedJudge(NamedJudge(budget.judge_name(PAID)), cache)
-    for request in todo:
-        filler.complete(request)
+    fill(cache, todo)
     assert budget.guard({**PAID, "confirm": True}, todo, cache).to_call == 0
     assert budget.guard({"backend": "offline", "confirm": True, "max_budget_usd": 0}, todo, None).paid is False
     # No switch, no guard.
@@ -176,7 +212,7 @@ def write_config(tmp_path: Path, judge: dict[str, Any]) -> Path:
 def test_experiment_branches_are_planned_too(tmp_path: Path, results: Path) -> None:
     config = small_config(PAID)
     hh = yaml.safe_load((REPO / "workflow/config/config.yaml").read_text())["experiments"]["hh"]
-    config["experiments"] = {"hh": {**hh, "methods": ["dpo"]}}
+    config["experiments"] = {"hh": {**hh, "methods": ["dpo"], "seeds": None}}  # one model: one seed
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     rows = {row.benchmark: row for row in budget.plan_run(budget._load_config(path), results)}
@@ -193,17 +229,18 @@ def test_cli_table_estimates_then_counts_exactly(tmp_path: Path, results: Path, 
     assert (rows["alpaca_eval"].estimate.calls, rows["alpaca_eval"].exact) == (24, 0)
     assert rows["harmless"].estimate.calls == 20 and rows["capability"].estimate.calls == 0
     total = budget.run_total(list(rows.values()))
-    assert total.calls == 44 and total.cost_usd is not None and total.cost_usd > 0
-    assert f"{total.cost_usd:.2f}" in table.split("TOTAL", 1)[1]
-    assert "judge.max_budget_usd: $1.00" in table
+    assert total.calls == 44 and total.cost_usd is not None and total.worst_cost_usd is not None
+    assert 0 < total.cost_usd < total.worst_cost_usd
+    total_line = next(line for line in table.splitlines() if line.startswith("TOTAL"))
+    assert total_line.split()[-2:] == [f"{total.cost_usd:.2f}", f"{total.worst_cost_usd:.2f}"]
+    assert "USD expected" in table and "USD worst" in table
+    assert "judge.max_budget_usd: $1.00 (per evaluate step, compared with the expected cost)" in table
 
     # With real outputs the requests are exact; a cached run leaves nothing to call.
     outputs = results / "generations/llama-base/dpo/harmless.json"
     outputs.parent.mkdir(parents=True)
     hl.write_outputs(results / "data/hh_test.jsonl", ["I can't help with that."] * 20, "llama-base-dpo", outputs)
-    filler = CachedJudge(NamedJudge(budget.judge_name(PAID)), results / budget.DEFAULT_CACHE)
-    for request in hl.judge_requests(outputs, results / "data/hh_test.jsonl")[:15]:
-        filler.complete(request)
+    fill(results / budget.DEFAULT_CACHE, hl.judge_requests(outputs, results / "data/hh_test.jsonl")[:15])
     rows = budget.plan_run(budget._load_config(config), results)
     harmless = next(r for r in rows if r.benchmark == "harmless")
     assert (harmless.exact, harmless.estimate.calls, harmless.estimate.cached) == (1, 20, 15)

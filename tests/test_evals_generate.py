@@ -5,10 +5,11 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from evals.generate import generate_responses, main
+from evals.generate import generate_responses, main, make_responder, plan_batches, vllm_sampling, vllm_texts
 
 CONVERSATIONS = [
     [{"role": "user", "content": "How do I bake bread?"}],
@@ -59,3 +60,43 @@ def test_cli_writes_alpaca_eval_model_outputs(tiny_model_dir: Path, tmp_path: Pa
     assert [r["instruction"] for r in written] == [r["instruction"] for r in records]
     assert {r["generator"] for r in written} == {"tiny-dpo"} and {r["dataset"] for r in written} == {"d"}
     assert [r["output"] for r in written] == generate_responses(tiny_model_dir, CONVERSATIONS, GREEDY, 2, 0)
+
+
+# ---------------------------------------------------------------- batches and processes
+
+
+def test_batches_are_planned_by_sampling_settings_in_order() -> None:
+    decodings = [GREEDY, SAMPLED, GREEDY, GREEDY, SAMPLED]
+    plan = plan_batches(decodings, batch_size=2)
+    assert [members for _, members in plan] == [[0, 2], [3], [1, 4]]
+    assert plan[0][0] == {"max_new_tokens": 6, "do_sample": False}
+    assert plan[2][0] == {"max_new_tokens": 6, "do_sample": True, "temperature": 1.0, "top_p": 0.9}
+
+
+def test_sampled_answers_do_not_depend_on_which_other_batches_ran(tiny_model_dir: Path) -> None:
+    """Each batch is seeded by its index, so a process that generates only some batches gets the same answers."""
+    both = generate_responses(tiny_model_dir, CONVERSATIONS, SAMPLED, batch_size=1, seed=7)
+    respond = make_responder(tiny_model_dir, None, batch_size=1, seed=7)
+    assert respond(CONVERSATIONS, [SAMPLED] * 3) == both
+    assert generate_responses(tiny_model_dir, CONVERSATIONS, SAMPLED, batch_size=1, seed=8) != both
+
+
+# ---------------------------------------------------------------- vLLM's requests and replies, without vLLM
+
+
+def test_vllm_sampling_parameters_follow_each_conversations_decoding() -> None:
+    assert vllm_sampling([GREEDY, SAMPLED], seed=3) == [
+        {"temperature": 0.0, "top_p": 1.0, "max_tokens": 6, "seed": 3},
+        {"temperature": 1.0, "top_p": 0.9, "max_tokens": 6, "seed": 3},
+    ]
+
+
+def test_vllm_outputs_are_read_in_request_order_and_checked() -> None:
+    def output(*texts: str) -> SimpleNamespace:  # vLLM's RequestOutput: .outputs[k].text
+        return SimpleNamespace(outputs=[SimpleNamespace(text=t) for t in texts])
+
+    assert vllm_texts([output(" Paris. ", "Lyon"), output("\nBread\n")], expected=2) == ["Paris.", "Bread"]
+    with pytest.raises(RuntimeError, match="2 outputs for 3 conversations"):
+        vllm_texts([output("a"), output("b")], expected=3)
+    with pytest.raises(RuntimeError, match="no completion for conversation 1"):
+        vllm_texts([output("a"), output()], expected=2)

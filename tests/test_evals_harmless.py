@@ -16,8 +16,9 @@ from evals import get_benchmark
 from evals import harmless as hl
 from evals.judges import Judge, JudgeReply, JudgeRequest
 from evals.judges.offline import OfflineJudge
+from evals.results import IncompleteResultError
 from suite.aggregate import result_rows
-from suite.data import prepare
+from suite.data import DataError, prepare
 from suite.io import read_json, read_jsonl
 from tests.openai_stub import StubServer
 
@@ -220,11 +221,16 @@ def test_unparsable_replies_are_repaired_then_counted_missing() -> None:
         "c": ["hmm", "still unsure", "Verdict: [[HARMLESS]]"],  # fixed by the second repair
         "d": ["no verdict", "no verdict", "no verdict"],  # never
     }
+    with pytest.raises(IncompleteResultError) as info:
+        hl.evaluate(_items(list(script)), ScriptedJudge(script), hl.Options(retries=2))
+    assert str(info.value).startswith("harmless: 1 of 4 items have no score: 1 judge reply unparsed (e.g. ")
+
     judge = ScriptedJudge(script)
-    result, annotations = hl.evaluate(_items(list(script)), judge, hl.Options(retries=2))
+    result, annotations = hl.evaluate(_items(list(script)), judge, hl.Options(retries=2, allow_partial=True))
     assert [a["verdict"] for a in annotations] == ["harmless", "harmful", "harmless", None]
     assert [a["attempts"] for a in annotations] == [1, 2, 3, 3]
     assert (result["n"], result["n_unparsed"], result["n_harmless"]) == (3, 1, 2)
+    assert (result["n_expected"], result["partial"], result["missing"]) == (4, True, {"judge reply unparsed": 1})
     assert result["judge_calls"] == 9
     # A repair is a new request (new cache key): the bad reply and the repair prompt are appended.
     repairs = [r for r in judge.requests if len(r.messages) > 2]
@@ -233,8 +239,19 @@ def test_unparsable_replies_are_repaired_then_counted_missing() -> None:
     assert len({json.dumps(r.messages) for r in judge.requests}) == len(judge.requests)
 
     none = ScriptedJudge(script)
-    _, annotations = hl.evaluate(_items(list(script)), none, hl.Options(retries=0))
+    _, annotations = hl.evaluate(_items(list(script)), none, hl.Options(retries=0, allow_partial=True))
     assert [a["attempts"] for a in annotations] == [1, 1, 1, 1]
+
+
+def test_a_foreign_outputs_file_is_named_by_file_record_and_field(tmp_path: Path) -> None:
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps([{"instruction": "Say hi.", "output": "hi", "generator": "m"}]))
+    with pytest.raises(DataError) as info:
+        hl.main(["--outputs", str(outputs), "--judge", '{"backend": "offline"}', "--out", str(tmp_path / "r.json")])
+    assert str(info.value) == (
+        f"{outputs}: record 1: field 'id': missing; the record looks like an alpaca_eval output record "
+        "(instruction, output, generator), not a harmless/hh_helpful output record (id, prompt, output)"
+    )
 
 
 def test_options_are_checked() -> None:
@@ -289,6 +306,7 @@ def test_classifier_grader_runs_a_local_model(tmp_path: Path, tiny_model_dir: Pa
     outputs = tmp_path / "outputs.json"
     hl.write_outputs(prompts, [COMPLY, "No.", ""], "gen", outputs)
     options = {"grader": "classifier", "classifier": {"model": str(tiny_model_dir), "max_new_tokens": 4}}
+    options["allow_partial"] = True  # a random tiny model rarely says "safe" or "unsafe"
     result_path = tmp_path / "result.json"
     argv = ["--outputs", str(outputs), "--reference", str(prompts), "--judge", '{"backend": "offline"}']
     argv += ["--options", json.dumps(options), "--out", str(result_path), "--cache", str(tmp_path / "c.sqlite")]
@@ -319,7 +337,7 @@ def test_classifier_grader_runs_a_local_model(tmp_path: Path, tiny_model_dir: Pa
 def test_classifier_verdicts_make_the_rate() -> None:
     script = {"a": ["safe"], "b": ["unsafe\nS2"], "c": ["\n\nsafe"], "d": ["unsafe\nS2,S9"], "e": ["maybe"]}
     judge = ScriptedJudge(script)
-    options = hl.Options(grader="classifier", classifier={"model": "x/guard", "revision": "abc"})
+    options = hl.Options(grader="classifier", classifier={"model": "x/guard", "revision": "abc"}, allow_partial=True)
     result, _ = hl.evaluate(_items(list(script)), judge, options)
     assert (result["n"], result["n_unparsed"], result["n_harmless"]) == (4, 1, 2)
     assert result["harmless_rate"] == pytest.approx(50.0)

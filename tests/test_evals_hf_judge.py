@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -96,9 +97,11 @@ def test_alpaca_eval_logprob_protocol_works_with_a_local_judge(judge: HFJudge) -
 
 
 def test_config_is_checked(tiny_model_dir: Path) -> None:
-    with pytest.raises(ValueError, match="unknown hf judge config keys"):
+    with pytest.raises(ValueError, match=re.escape("hf judge: unknown key(s) ['temperature']; valid keys: ['device'")):
         make_judge({"backend": "hf", "model": str(tiny_model_dir), "temperature": 0})
-    with pytest.raises(ValueError, match="needs a 'model'"):
+    with pytest.raises(ValueError, match=re.escape("hf judge: missing key(s) ['model']")):
         make_judge({"backend": "hf"})
+    with pytest.raises(ValueError, match="hf judge: seed must be an integer, got float"):
+        make_judge({"backend": "hf", "model": str(tiny_model_dir), "seed": 1.5})
     with pytest.raises(ValueError, match="dtype must be one of"):
         make_judge({"backend": "hf", "model": str(tiny_model_dir), "dtype": "int3"})

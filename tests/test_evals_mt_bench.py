@@ -19,7 +19,8 @@ from evals import get_benchmark
 from evals import mt_bench as mt
 from evals.generate import converse, generate_responses
 from evals.generate import main as generate_main
-from evals.judges import Judge, JudgeRequest
+from evals.judges import CachedJudge, Judge, JudgeRequest
+from evals.results import IncompleteResultError
 from suite import data
 from suite.io import read_json, read_jsonl
 from tests.openai_stub import StubServer
@@ -206,7 +207,7 @@ def test_write_outputs_needs_one_answer_per_turn(tmp_path: Path) -> None:
 
 def test_reference_answers_are_used_for_the_reference_categories_only() -> None:
     references = mt.read_reference_answers(REFERENCES)
-    answers = {a["question_id"]: mt.answer_turns(a) for a in model_answers()}
+    answers = {a["question_id"]: a["choices"][0]["turns"] for a in model_answers()}
     judgments = mt.build_judgments(questions(), answers, mt.load_prompts(PROMPTS), references)
     assert len(judgments) == 2 * len(questions())
     assert [j.turn for j in judgments] == [1] * 8 + [2] * 8  # FastChat judges all first turns, then all second
@@ -279,7 +280,9 @@ def test_unparseable_judgments_are_retried_then_missing() -> None:
         return "Rating: [[8]]"
 
     judge = ScriptedJudge(reply)
-    result, annotations = run(judge)
+    with pytest.raises(IncompleteResultError) as info:
+        run(judge)
+    assert str(info.value).startswith("mt_bench: 1 of 8 items have no score: 1 judge reply unparsed (e.g. 5).")
     retried = [r for r in judge.requests if r.payload["question_id"] in (2, 5) and r.temperature > 0]
     assert sorted((r.payload["question_id"], r.template.rsplit("#", 1)[-1]) for r in retried) == [
         (2, "retry1"),
@@ -287,20 +290,52 @@ def test_unparseable_judgments_are_retried_then_missing() -> None:
         (5, "retry2"),
     ]
     assert all(r.temperature == 0.7 for r in retried)
-    assert len(judge.requests) == 16 + 3 and result["judge_calls"] == 19
-    assert result["n_missing"] == 1 and result["missing"] == [{"question_id": 5, "turn": 2}]
-    assert result["score"] is None and result["score_standard_error"] is None
-    assert "1 of 16 judgments had no rating after 3 attempts (q5 turn 2)" in result["score_unavailable_reason"]
-    assert result["score_turn_2"] is None and "q5 turn 2" in result["score_turn_2_unavailable_reason"]
-    assert result["score_turn_1"] == pytest.approx((7 * 8 + 4) / 8) and result["n_turn_1"] == 8
-    assert result["n"] == 7  # questions with every turn rated
+    assert len(judge.requests) == 16 + 3
+
+    partial, annotations = run(ScriptedJudge(reply), allow_partial=True)
+    assert (partial["n"], partial["n_expected"], partial["partial"]) == (7, 8, True)  # questions with every turn rated
+    assert partial["missing"] == {"judge reply unparsed": 1} and partial["judge_calls"] == 19
+    assert partial["n_missing"] == 1 and partial["missing_judgments"] == [{"question_id": 5, "turn": 2}]
+    assert "1 of 16 judgments missing" in partial["partial_note"]
+    assert partial["score_turn_1"] == pytest.approx((7 * 8 + 4) / 8) and partial["n_turn_1"] == 8
+    assert partial["score_turn_2"] == pytest.approx(8.0) and partial["n_turn_2"] == 7
+    assert partial["score"] == pytest.approx((6 * 8 + (4 + 8) / 2) / 7)
     note = next(a for a in annotations if (a["question_id"], a["turn"]) == (5, 2))
     assert note["score"] is None and len(note["attempts"]) == 3
 
-    partial, _ = run(ScriptedJudge(reply), allow_partial=True)
-    assert partial["partial"] is True and "1 of 16 judgments missing" in partial["partial_note"]
-    assert partial["score_turn_2"] == pytest.approx(8.0) and partial["n_turn_2"] == 7
-    assert partial["n"] == 7 and partial["score"] == pytest.approx((6 * 8 + (4 + 8) / 2) / 7)
+
+def test_a_retried_judgment_is_replayed_from_the_cache(tmp_path: Path) -> None:
+    """The unparsed first reply is kept beside the retry that parsed, so a rerun costs nothing and agrees."""
+
+    def reply(request: JudgeRequest) -> str:
+        return "Rating: [[4]]" if request.temperature > 0 else "I cannot decide."
+
+    first = CachedJudge(ScriptedJudge(reply), tmp_path / "cache.sqlite")
+    result, annotations = run(first)
+    assert first.calls == 32 and result["score"] == pytest.approx(4.0)
+    rerun = CachedJudge(ScriptedJudge(reply), tmp_path / "cache.sqlite")
+    again, replayed = run(rerun)
+    assert (rerun.calls, rerun.hits) == (0, 32) and again["score"] == result["score"]
+    assert [a["attempts"] for a in replayed] == [a["attempts"] for a in annotations]
+
+
+def test_foreign_files_are_named_by_file_record_and_field(tmp_path: Path) -> None:
+    arena = tmp_path / "answers.json"  # where cli_args looks for the model's answers
+    arena.write_text(json.dumps([{"uid": "u1", "model": "m", "messages": [], "metadata": {}}]))
+    with pytest.raises(data.DataError) as info:
+        mt.main(cli_args(tmp_path, {"backend": "offline"}))
+    assert str(info.value) == (
+        f"{arena}: record 1: field 'question_id': missing; the record looks like an arena-hard-auto answer record "
+        "(uid, model, messages), not a FastChat answer record (question_id, model_id, choices)"
+    )
+    alpaca = tmp_path / "alpaca.json"
+    alpaca.write_text(json.dumps([{"instruction": "Say hi.", "output": "hi", "generator": "m"}]))
+    arena.unlink()
+    args = cli_args(tmp_path, {"backend": "offline"})
+    args[args.index(str(QUESTIONS))] = str(alpaca)
+    with pytest.raises(data.DataError, match=re.escape(f"{alpaca}: record 1: field 'question_id': missing")):
+        mt.main(args)
+    assert not (tmp_path / "result.json").exists()
 
 
 def test_options_are_checked() -> None:
@@ -354,7 +389,7 @@ def test_fetch_asset_validates_and_copies(tmp_path: Path) -> None:
     out = tmp_path / "assets" / "judge_prompts.jsonl"
     mt.main(["--fetch-asset", "judge_prompts", "--source", json.dumps({"path": str(PROMPTS)}), "--out", str(out)])
     assert out.read_bytes() == PROMPTS.read_bytes()
-    with pytest.raises(ValueError, match="not a FastChat judge-prompt file"):
+    with pytest.raises(ValueError, match="field 'name': missing; the record looks like a FastChat answer record"):
         mt.main(
             ["--fetch-asset", "judge_prompts", "--source", json.dumps({"path": str(REFERENCES)}), "--out", str(out)]
         )

@@ -67,7 +67,7 @@ def test_an_experiment_can_name_its_own_start_model_and_training() -> None:
     ("overrides", "message"),
     [
         ({"preference_data": "ultrachat"}, "experiments/hh/preference_data: 'ultrachat' is not a preference dataset"),
-        ({"variants": ["llama-large"]}, "experiments/hh/variants/0"),
+        ({"variants": ["llama-large"]}, "experiments/hh/variants: 'llama-large' is not configured"),
         ({"methods": ["orpo"]}, "experiments/hh/methods/0"),
         ({"benchmarks": {"mmlu": {"prompts": "hh_test"}}}, "experiments/hh/benchmarks: 'mmlu' is not one of"),
         (

@@ -353,7 +353,11 @@ def test_dag_builds_onpolicy_data_for_llama_instruct(checkout: Path, configfile:
     assert f"--out results/data/{data}.jsonl" in run.stdout, "binarize writes the file training reads"
 
 
-def test_an_isolated_pass_matches_the_in_process_one(tiny_model_dir: Path) -> None:
+def test_an_isolated_pass_matches_the_in_process_one(
+    tiny_model_dir: Path, single_thread: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one thread on both sides: sampling from a near-flat tiny model flips on last-bit differences of the logits
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     conversations = [p["prompt"] for p in prompts(3)]
     alone = generate_isolated(tiny_model_dir, conversations, SAMPLED, 2, 11, backend="hf")
     assert alone == generate_responses(tiny_model_dir, conversations, SAMPLED, 2, 11, "hf")

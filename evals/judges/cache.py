@@ -1,10 +1,13 @@
-"""A judge wrapper that stores every reply on disk, so a rerun costs no API calls.
+"""A judge wrapper that keeps accepted exchanges on disk, so a rerun costs no API calls.
 
 Replies live in one sqlite file that parallel Snakemake jobs can share
 (rollback journal with a busy timeout: WAL mode needs shared memory, which
 the NFS and Lustre file systems of clusters lack). The key is the sha256 of what decides the reply:
-the judge name, the template id, the messages and the decoding settings. The
-file holds only keys and replies, never a credential.
+the judge's cache identity (its name and, for an OpenAI-compatible judge, its
+endpoint), the template id, the messages and the decoding settings. What is
+stored is decided by :func:`evals.judges.base.ask`: only exchanges that ended
+in a reply the benchmark accepted. The file holds only keys and replies,
+never a credential (backends scrub their key from replies before they return).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import hashlib
 import json
 import sqlite3
 import threading
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -21,10 +25,10 @@ from evals.judges.base import Judge, JudgeReply, JudgeRequest
 BUSY_TIMEOUT_S = 120.0
 
 
-def cache_key(judge_name: str, request: JudgeRequest) -> str:
+def cache_key(judge_identity: str, request: JudgeRequest) -> str:
     """Hex sha256 of everything that determines a reply (the payload is rendered into the messages)."""
     material = {
-        "judge": judge_name,
+        "judge": judge_identity,
         "template": request.template,
         "messages": list(request.messages),
         "max_tokens": request.max_tokens,
@@ -35,7 +39,7 @@ def cache_key(judge_name: str, request: JudgeRequest) -> str:
 
 
 class CachedJudge(Judge):
-    """Answers from the cache when it can; otherwise asks ``judge`` and stores the reply.
+    """Answers from the cache when it can; otherwise asks ``judge``.
 
     ``calls`` counts requests passed to the backend and ``hits`` those answered
     from disk, so the workflow can log what a run cost.
@@ -57,19 +61,31 @@ class CachedJudge(Judge):
         )
         self._db.commit()
 
-    def complete(self, request: JudgeRequest) -> JudgeReply:
-        key = cache_key(self.name, request)
+    @property
+    def cache_identity(self) -> str:
+        return self.judge.cache_identity
+
+    def lookup(self, request: JudgeRequest) -> JudgeReply | None:
+        key = cache_key(self.cache_identity, request)
         with self._lock:
             row = self._db.execute("SELECT reply FROM replies WHERE key = ?", (key,)).fetchone()
-            if row is not None:
-                self.hits += 1
-                return JudgeReply(**json.loads(row[0]))
-            self.calls += 1
-        reply = self.judge.complete(request)
+            if row is None:
+                return None
+            self.hits += 1
+        return JudgeReply(**json.loads(row[0]))
+
+    def complete(self, request: JudgeRequest) -> JudgeReply:
         with self._lock:
-            self._db.execute(
-                "INSERT OR IGNORE INTO replies (key, judge, template, reply) VALUES (?, ?, ?, ?)",
-                (key, self.name, request.template, json.dumps(asdict(reply), ensure_ascii=False)),
+            self.calls += 1
+        return self.judge.complete(request)
+
+    def store(self, exchange: Iterable[tuple[JudgeRequest, JudgeReply]]) -> None:
+        rows = [
+            (cache_key(self.cache_identity, request), self.name, request.template, json.dumps(asdict(reply)))
+            for request, reply in exchange
+        ]
+        with self._lock:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO replies (key, judge, template, reply) VALUES (?, ?, ?, ?)", rows
             )
             self._db.commit()
-        return reply

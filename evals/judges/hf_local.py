@@ -24,11 +24,12 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from evals.judges.base import Judge, JudgeError, JudgeReply, JudgeRequest
+from evals.judges.settings import parse_fields
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 FINGERPRINT_FULL_BYTES = 64 * 2**20  # local files up to this size are hashed whole, larger ones by name, size, mtime
@@ -46,13 +47,9 @@ class HFConfig:
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> HFConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ValueError(f"unknown hf judge config keys {unknown}; valid: {sorted(known)}")
-        if not config.get("model"):
-            raise ValueError("the hf judge config needs a 'model' (hub id or local directory)")
-        parsed = cls(**config)
+        parsed = parse_fields(cls, config, "hf")
+        if not parsed.model:
+            raise ValueError("hf judge: 'model' must name a hub id or a local directory")
         if parsed.dtype not in DTYPES:
             raise ValueError(f"hf judge dtype must be one of {list(DTYPES)}, got {parsed.dtype!r}")
         return parsed
@@ -155,8 +152,3 @@ class HFJudge(Judge):
             "finish_reason": finish,
         }
         return JudgeReply(text=text, top_logprobs=top, raw=raw)
-
-
-def make_hf_judge(config: Mapping[str, Any]) -> Judge:
-    """The ``hf`` entry of :data:`evals.judges.JUDGES` (torch and transformers are imported only here)."""
-    return HFJudge(HFConfig.from_mapping(config))

@@ -22,13 +22,14 @@ def dpo_model(wildcards):
     return f"results/train/{wildcards.variant}/dpo/model"
 
 
-def reference_file(wildcards):
-    return f"results/reference/{wildcards.variant}/{variant_spec(wildcards)['preference_data']}.pt"
-
-
 def tis_dpo_inputs(wildcards):
     weights = f"results/tis_weights/{wildcards.variant}.pt"
     return {**train_inputs(method_wildcards(wildcards, "tis_dpo")), "weights": weights}
+
+
+def reward_model_training(wildcards):
+    """RTO's own reward model trains under the variant's training block with RTO's overrides."""
+    return {**training_block(wildcards), **method_settings(wildcards, "rto")["reward_model_training"]}
 
 
 def rto_reward(wildcards):
@@ -56,7 +57,7 @@ rule train_dpo_reverse:
     params:
         training=lambda w: as_json(training_block(w)),
         method_params=lambda w: as_json({"beta": method_settings(w, "tis_dpo")["contrastive_beta"]}),
-        launch=lambda w, resources: launch(resources),
+        launch=lambda w, resources: launch(resources, training_block(w)),
     log:
         "results/logs/train/{variant}/dpo_reverse.log",
     benchmark:
@@ -96,7 +97,7 @@ rule train_tis_dpo:
     params:
         training=lambda w: as_json(training_block(w)),
         method_params=lambda w: as_json(method_params(method_wildcards(w, "tis_dpo"))),
-        launch=lambda w, resources: launch(resources),
+        launch=lambda w, resources: launch(resources, training_block(w)),
     log:
         "results/logs/train/{variant}/tis_dpo.log",
     benchmark:
@@ -119,9 +120,9 @@ rule rto_reward_model:
         history="results/rto/{variant}/reward_model.log_history.json",
         eval="results/rto/{variant}/reward_model.eval.json",
     params:
-        training=lambda w: as_json({**training_block(w), **method_settings(w, "rto")["reward_model_training"]}),
+        training=lambda w: as_json(reward_model_training(w)),
         held_out=lambda w: method_settings(w, "rto")["reward_model_held_out"],
-        launch=lambda w, resources: launch(resources),
+        launch=lambda w, resources: launch(resources, reward_model_training(w)),
     log:
         "results/logs/rto/{variant}/reward_model.log",
     benchmark:
@@ -145,7 +146,7 @@ rule train_rto:
     params:
         training=lambda w: as_json(training_block(w)),
         method_params=lambda w: as_json(method_params(method_wildcards(w, "rto"))),
-        launch=lambda w, resources: launch(resources),
+        launch=lambda w, resources: launch(resources, training_block(w)),
     log:
         "results/logs/train/{variant}/rto.log",
     benchmark:

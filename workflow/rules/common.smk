@@ -3,12 +3,14 @@ import json
 import os
 import re
 import shlex
+import urllib.parse
 
 from baselines import get_method
 from evals import BENCHMARKS as BENCHMARK_MODULES
 from evals.budget import backend_config
 from suite.config import validate_config
 from suite.experiments import MAIN, experiment_benchmarks, experiment_names, experiment_title, runs
+from suite.io import plain_suffix
 
 validate_config(config)
 
@@ -60,12 +62,6 @@ def dataset_file(name):
     return f"results/data/{name}.{suffix}"
 
 
-def data_source(name):
-    """The loader's view of a dataset entry: where and how to read it, named for stable record ids."""
-    entry = config["datasets"][name]
-    return {"name": name, **{k: v for k, v in entry.items() if k not in ("kind", "limit")}}
-
-
 def limit_flag(source):
     return f"--limit {source['limit']}" if source.get("limit") else ""
 
@@ -100,26 +96,42 @@ def method_params(wildcards):
     return {**config["methods"][wildcards.method], **overrides}
 
 
+def reference_file(wildcards):
+    """The run's reference log-probs: computed once per (variant, dataset), shared by every seed's run."""
+    return f"results/reference/{RUNS[wildcards.variant].base}/{variant_spec(wildcards)['preference_data']}.pt"
+
+
 def train_inputs(wildcards):
     inputs = {"model": start_model(wildcards), "data": preference_file(wildcards)}
     if get_method(wildcards.method).reference == "precomputed":
-        inputs["reference"] = (
-            f"results/reference/{wildcards.variant}/{variant_spec(wildcards)['preference_data']}.pt"
-        )
+        inputs["reference"] = reference_file(wildcards)
     return inputs
 
 
-def launch(resources):
+def launch_processes(resources):
+    """One generation process per GPU the job holds (`accelerate launch` with the plain DDP config: no FSDP, whose
+    RAM-efficient loading would leave the weights on rank 0 only); `python` for one."""
+    processes = max(1, int(resources.get("gpu", 0) or 0))
+    if processes == 1:
+        return "python"
+    return f"accelerate launch --config_file workflow/accelerate/ddp.yaml --num_processes {processes} --mixed_precision no"
+
+
+def launch(resources, training):
     """`accelerate launch` with the workflow's accelerate config and one process per GPU the job holds.
 
     A one-process job runs under plain `python`: the launcher would only add a second
-    interpreter start (about 3 s a job, 40+ jobs in the CPU run); precision and device
-    come from the training block either way.
+    interpreter start (about 3 s a job, 40+ jobs in the CPU run). Mixed precision comes
+    from the training block, never from the accelerate config (whose value would
+    otherwise autocast a run whose reference log-probs were computed without it).
     """
     processes = max(1, int(resources.get("gpu", 0) or 0))
     if processes == 1:
         return "python"
-    return f"accelerate launch --config_file {config['compute']['accelerate_config']} --num_processes {processes}"
+    return (
+        f"accelerate launch --config_file {config['compute']['accelerate_config']} --num_processes {processes} "
+        f"--mixed_precision {'bf16' if training.get('bf16') else 'no'}"
+    )
 
 
 # ------------------------------------------------------------------ evaluation (eval.smk)
@@ -168,7 +180,7 @@ def model_outputs(wildcards, benchmark):
 def asset_file(benchmark, name):
     """Where a benchmark asset (judge prompts, reference or baseline answers) is kept for evaluation."""
     source = config["benchmarks"][benchmark]["assets"][name]
-    suffix = os.path.splitext(source.get("path") or source.get("url"))[1]
+    suffix = plain_suffix(source.get("path") or urllib.parse.urlparse(source["url"]).path)  # a .gz is decompressed
     return f"results/data/assets/{benchmark}/{name}{suffix}"
 
 

@@ -29,13 +29,14 @@ for _experiment in EXPERIMENTS:
         params:
             tasks=generation_tasks,
             batch_size=config["compute"]["generation_batch_size"],
-            seed=config["seed"],
+            launch=lambda w, resources: launch_processes(resources),
+            seed=lambda w: config["seed"] + RUNS[w.variant].replicate,  # each seed's run samples its own answers
         log:
             "results/logs/generate/{variant}/{method}.log",
         benchmark:
             "results/benchmarks/generate/{variant}/{method}.tsv"
         shell:
-            "python -m evals.generate --model {input.model} {params.tasks} "
+            "{params.launch} -m evals.generate --model {input.model} {params.tasks} "
             "--generator {wildcards.variant}-{wildcards.method} --batch-size {params.batch_size} --seed {params.seed} > {log} 2>&1"
 
     rule:
@@ -77,9 +78,16 @@ rule alpaca_eval_lc_assets:
         "python -m evals.alpaca_eval --fetch-lc-assets > {log} 2>&1"
 
 
+def asset_source(wildcards):
+    return config["benchmarks"][wildcards.benchmark]["assets"][wildcards.asset.split(".", 1)[0]]
+
+
 rule benchmark_asset:
-    # Validated and copied from the repository, or downloaded from a pinned URL on
-    # the login node, so that evaluation jobs only read local files.
+    # Validated and copied from the repository (the file is an input: editing it reruns what
+    # depends on it), or downloaded from a pinned URL (with its sha256, verified) on the login
+    # node, so that evaluation jobs only read local files.
+    input:
+        lambda w: [asset_source(w)["path"]] if "path" in asset_source(w) else [],
     output:
         "results/data/assets/{benchmark}/{asset}",
     wildcard_constraints:
@@ -87,7 +95,7 @@ rule benchmark_asset:
     params:
         module=lambda w: BENCHMARK_MODULES[w.benchmark],
         name=lambda w: w.asset.split(".", 1)[0],
-        source=lambda w: as_json(config["benchmarks"][w.benchmark]["assets"][w.asset.split(".", 1)[0]]),
+        source=lambda w: as_json(asset_source(w)),
         options=lambda w: benchmark_options(config["benchmarks"][w.benchmark]),
     log:
         "results/logs/benchmark_asset/{benchmark}/{asset}.log",

@@ -40,7 +40,22 @@ rule tiny_model:
         "--seed {params.seed} --out {output} > {log} 2>&1"
 
 
+def local_checkpoint(wildcards):
+    """The files of a variant's model given as a local checkpoint directory: inputs, so that a changed
+    checkpoint reruns its pointer (Snakemake sees a directory's own mtime only); a hub id is pinned by its revision.
+    """
+    name = os.path.normpath(os.path.expanduser(variant_spec(wildcards)["model"]["hub"]))
+    if not os.path.isdir(name):
+        return []
+    files = (os.path.join(root, f) for root, _, names in os.walk(name) for f in names)
+    return sorted(f for f in files if not any(part.startswith(".") for part in os.path.relpath(f, name).split(os.sep)))
+
+
 rule init_hub_model:
+    # A pointer to the hub checkpoint (downloaded here, on the login node; the commit is recorded)
+    # or to a local checkpoint directory (never downloaded; its content hash is recorded).
+    input:
+        local_checkpoint,
     output:
         directory("results/models/{variant}/init"),
     wildcard_constraints:
@@ -90,7 +105,7 @@ rule init_tiny_instruct:
         variant=alternatives(TINY_INSTRUCT_VARIANTS),
     params:
         training=as_json(config["instruct_stand_in_training"]),
-        launch=lambda w, resources: launch(resources),
+        launch=lambda w, resources: launch(resources, config["instruct_stand_in_training"]),
     log:
         "results/logs/init_model/{variant}.log",
     benchmark:
@@ -110,7 +125,7 @@ rule sft:
         history="results/models/{variant}/sft.log_history.json",
     params:
         training=as_json(config["sft_training"]),
-        launch=lambda w, resources: launch(resources),
+        launch=lambda w, resources: launch(resources, config["sft_training"]),
     log:
         "results/logs/sft/{variant}.log",
     benchmark:

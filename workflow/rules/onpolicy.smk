@@ -68,7 +68,7 @@ rule train_reward_model:
     params:
         training=lambda w: as_json(REWARD_MODELS[w.reward_model]["train"]["training"]),
         held_out=lambda w: REWARD_MODELS[w.reward_model]["train"]["held_out"],
-        launch=lambda w, resources: launch(resources),
+        launch=lambda w, resources: launch(resources, REWARD_MODELS[w.reward_model]["train"]["training"]),
     log:
         "results/logs/reward_model/{reward_model}.log",
     benchmark:
@@ -96,13 +96,15 @@ rule onpolicy_sample:
         shard_size=lambda w: onpolicy_spec(w)["shard_size"],
         limit=lambda w: limit_flag(onpolicy_spec(w)),
         batch_size=config["compute"]["generation_batch_size"],
+        # vLLM spreads one model over the job's GPUs itself; the hf backend runs one process per GPU
+        launch=lambda w, resources: "python" if onpolicy_spec(w)["backend"] == "vllm" else launch_processes(resources),
         seed=config["seed"],
     log:
         "results/logs/onpolicy/{dataset}.sample.log",
     benchmark:
         "results/benchmarks/onpolicy/{dataset}.sample.tsv"
     shell:
-        "python -m suite.onpolicy sample --model {input.model} --prompts {input.prompts} {params.limit} "
+        "{params.launch} -m suite.onpolicy sample --model {input.model} --prompts {input.prompts} {params.limit} "
         "--n-samples {params.n_samples} --decoding {params.decoding:q} --backend {params.backend} "
         "--shard-size {params.shard_size} --batch-size {params.batch_size} --seed {params.seed} "
         "--work-dir results/onpolicy/{wildcards.dataset}/shards --out {output.samples} --meta {output.meta} "

@@ -10,12 +10,13 @@ rule reference_logps:
         "results/reference/{variant}/{dataset}.pt",
     params:
         training=lambda w: as_json(training_block(w)),
+        launch=lambda w, resources: launch_processes(resources),
     log:
         "results/logs/reference_logps/{variant}/{dataset}.log",
     benchmark:
         "results/benchmarks/reference_logps/{variant}/{dataset}.tsv"
     shell:
-        "python -m suite.reference --model {input.model} --data {input.data} --training {params.training:q} "
+        "{params.launch} -m suite.reference --model {input.model} --data {input.data} --training {params.training:q} "
         "--out {output} > {log} 2>&1"
 
 
@@ -35,7 +36,7 @@ rule train:
         training=lambda w: as_json(training_block(w)),
         method_params=lambda w: as_json(method_params(w)),
         reference=lambda w, input: f"--reference {input.reference}" if "reference" in input.keys() else "",
-        launch=lambda w, resources: launch(resources),
+        launch=lambda w, resources: launch(resources, training_block(w)),
     log:
         "results/logs/train/{variant}/{method}.log",
     benchmark:

@@ -26,6 +26,7 @@ files equal a fresh run byte for byte.
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import json
 import random
@@ -772,6 +773,86 @@ def hh_records(rng: random.Random) -> list[dict[str, str]]:
     return records
 
 
+# Anthropic HH transcripts as the hub really has them (read in anthropics/hh-rlhf's .jsonl.gz splits):
+# the odd shapes below occur in the real files, written here with the suite's own text. Each fixture
+# in hh_oddities/ holds a few ordinary transcripts and one kind of oddity; the CPU-scale HH training
+# file (hh_smoke.jsonl.gz) ends with one of each, so the workflow's skip policy and manifest run on them.
+HH_PLAIN: tuple[tuple[str, str, str], ...] = (
+    ("How long should I rest bread dough?", "About an hour, until it has doubled in size.", "Ten seconds."),
+    ("What can I plant in a shady corner?", "Ferns and hostas grow well without much sun.", "Cacti."),
+    ("How do I keep cut flowers fresh?", "Trim the stems and change the water every two days.", "Add salt."),
+)
+
+
+def hh_plain() -> list[dict[str, str]]:
+    return [
+        {
+            "chosen": transcript([("Human", q), ("Assistant", good)]),
+            "rejected": transcript([("Human", q), ("Assistant", bad)]),
+        }
+        for q, good, bad in HH_PLAIN
+    ]
+
+
+def hh_oddities() -> dict[str, list[dict[str, str]]]:
+    """Per kind of oddity, transcripts in HH's exact shape that have it (see the comment above)."""
+    ask = "\n\nHuman: Can you help me write a birthday card?"
+    reply = "\n\nAssistant: Of course. Who is it for?"
+    follow = "\n\nHuman: My grandmother, she is turning ninety."
+    return {
+        # The chosen reply is empty: the transcript ends with the marker (with or without its space).
+        "empty_final_turn": [
+            {"chosen": f"{ask}\n\nAssistant: ", "rejected": f"{ask}\n\nAssistant: No."},
+            {"chosen": f"{ask}{reply}{follow}\n\nAssistant:", "rejected": f"{ask}{reply}{follow}\n\nAssistant: Ok."},
+        ],
+        # Two turns of one role in a row: inside the shared prompt, at the end of one reply, two Human turns.
+        "consecutive_turns": [
+            {
+                "chosen": f"{ask}{reply}\n\nAssistant: I can suggest a few lines.{follow}\n\nAssistant: Happy 90th!",
+                "rejected": f"{ask}{reply}\n\nAssistant: I can suggest a few lines.{follow}\n\nAssistant: Ok.",
+            },
+            {
+                "chosen": f"{ask}{reply}{follow}\n\nAssistant: Try: ninety kind years.\n\nAssistant: Or: many more.",
+                "rejected": f"{ask}{reply}{follow}\n\nAssistant: Just sign your name.",
+            },
+            {
+                "chosen": f"{ask}\n\nHuman: It is for my aunt.\n\nAssistant: Wish her a lovely day.",
+                "rejected": f"{ask}\n\nHuman: It is for my aunt.\n\nAssistant: Cards are boring.",
+            },
+        ],
+        # Double spaces after a marker, trailing newlines and spaces, a third newline before a marker,
+        # and a transcript whose first marker has no blank line before it.
+        "whitespace": [
+            {"chosen": f"{ask}\n\nAssistant:  Of course, gladly.  \n", "rejected": f"{ask}\n\nAssistant:  No.\n\n"},
+            {"chosen": f"{ask}\n\n\nAssistant: Sure.", "rejected": f"{ask}\n\n\nAssistant: Later."},
+            {
+                "chosen": "Human: Can you help me write a birthday card?\n\nAssistant: Yes, happily.",
+                "rejected": "Human: Can you help me write a birthday card?\n\nAssistant: No.",
+            },
+        ],
+        # The transcript opens with the Assistant.
+        "starts_with_assistant": [
+            {
+                "chosen": f"\n\nAssistant: Hello!{ask}\n\nAssistant: Sure.",
+                "rejected": f"\n\nAssistant: Hello!{ask}\n\nAssistant: No.",
+            },
+            {
+                "chosen": "\n\nAssistant: How can I help?\n\nHuman: Thanks.\n\nAssistant: Bye.",
+                "rejected": "\n\nAssistant: How can I help?\n\nHuman: Thanks.\n\nAssistant: Hm.",
+            },
+        ],
+        # "Human:" inside a turn's text: right after a marker, after a single newline, mid-sentence.
+        "human_inside_turn": [
+            {"chosen": f"{ask}\n\nAssistant: Human: what should it say?", "rejected": f"{ask}\n\nAssistant: No."},
+            {"chosen": f"{ask}\n\nAssistant: Try this.\nHuman: thanks!", "rejected": f"{ask}\n\nAssistant: Try."},
+            {
+                "chosen": f"{ask}\n\nAssistant: Write Human: Happy birthday.",
+                "rejected": f"{ask}\n\nAssistant: Skip it.",
+            },
+        ],
+    }
+
+
 FOLLOW_UPS: tuple[tuple[str, str], ...] = (
     (
         "Which of these is the most important?",
@@ -913,6 +994,100 @@ ARENA_HARD: tuple[tuple[str, str], ...] = (
 )
 
 
+# Arena-Hard v2.0's layout: (category, subcategory, prompt, hard-prompt baseline's answer, creative baseline's answer).
+ARENA_HARD_V2: tuple[tuple[str, str, str, str, str], ...] = (
+    (
+        "hard_prompt",
+        "coding",
+        "Write a Python function that returns the n-th Fibonacci number in linear time.",
+        "def fib(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n\n"
+        "Each step keeps the last two numbers, so the loop runs n times.",
+        "You can use recursion: fib(n) = fib(n - 1) + fib(n - 2), with fib(0) = 0 and fib(1) = 1.",
+    ),
+    (
+        "hard_prompt",
+        "coding",
+        "Explain what a race condition is and show one way to avoid it in Python threads.",
+        "A race condition happens when two threads update shared data at the same time and the result depends "
+        "on timing. Guard the update with a threading.Lock: `with lock: counter += 1`.",
+        "A race condition is when threads race. Avoid threads if you can.",
+    ),
+    (
+        "hard_prompt",
+        "math",
+        "How many ways can 5 different books be arranged on a shelf? Explain the reasoning.",
+        "There are 5 choices for the first place, 4 for the second, and so on: 5! = 120 arrangements.",
+        "There are 25 ways, five books times five places.",
+    ),
+    (
+        "hard_prompt",
+        "math",
+        "Solve for x: 3x + 7 = 22. Show each step.",
+        "Subtract 7 from both sides: 3x = 15. Divide both sides by 3: x = 5. Check: 3 * 5 + 7 = 22.",
+        "x = 5.",
+    ),
+    (
+        "creative_writing",
+        "creative_writing",
+        "Write a four-line poem about a lighthouse keeper who talks to the sea.",
+        "The keeper lights the lamp at dusk. He tells the sea about his day. The sea says nothing. He goes to bed.",
+        "Each night he climbs to tend the flame,\nand tells the restless tide his name;\nthe sea replies in "
+        "silver foam,\nand sings the lonely keeper home.",
+    ),
+    (
+        "creative_writing",
+        "creative_writing",
+        "Describe a busy morning market in three sentences, using all five senses.",
+        "The market opens at seven. Many people buy fruit there. It is busy.",
+        "Stalls shout their prices over the clatter of crates while ripe peaches glow orange in the low sun. The "
+        "air smells of fresh bread and wet cobblestones, and a vendor presses a cold slice of melon into your hand. "
+        "Its sweetness lingers long after the bells of the church announce nine o'clock.",
+    ),
+)
+ARENA_HARD_V2_BASELINES = ("smoke-baseline-hard", "smoke-baseline-creative")
+
+
+def arena_hard_v2_records() -> list[dict[str, Any]]:
+    """Arena-Hard-Auto v2.0 question.jsonl shape: ``{uid, category, subcategory, prompt}``, content-derived uids."""
+    return [
+        {"uid": sha256_hex(prompt)[:16], "category": category, "subcategory": subcategory, "prompt": prompt}
+        for category, subcategory, prompt, _, _ in ARENA_HARD_V2
+    ]
+
+
+def markdown_counts(text: str) -> dict[str, Any]:
+    """arena-hard-auto's answer metadata keys (token_len here counts words; nothing in the suite reads them)."""
+    lines = text.splitlines()
+    return {
+        "token_len": len(text.split()),
+        "header_count": {f"h{i}": sum(line.startswith("#" * i + " ") for line in lines) for i in range(1, 7)},
+        "list_count": {
+            "ordered": sum(line[:1].isdigit() and ". " in line[:4] for line in lines),
+            "unordered": sum(line.startswith(("- ", "* ")) for line in lines),
+        },
+        "bold_count": {"**": text.count("**") // 2, "__": text.count("__") // 2},
+    }
+
+
+def arena_hard_v2_answers(which: int) -> list[dict[str, Any]]:
+    """One smoke baseline's answers to every v2.0 smoke prompt, in arena-hard-auto's v2.0 answer layout."""
+    model = ARENA_HARD_V2_BASELINES[which]
+    records = []
+    for (_, _, prompt, *answers), question in zip(ARENA_HARD_V2, arena_hard_v2_records(), strict=True):
+        answer = answers[which]
+        records.append(
+            {
+                "uid": question["uid"],
+                "ans_id": sha256_hex(model + answer)[:22],
+                "model": model,
+                "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": {"answer": answer}}],
+                "tstamp": 1750000000.0,
+                "metadata": markdown_counts(answer),
+            }
+        )
+    return records
+
+
 def mt_bench_records() -> list[dict[str, Any]]:
     """FastChat MT-Bench question.jsonl shape, one question per category, ids 1..8."""
     return [{"question_id": i, **question} for i, question in enumerate(MT_BENCH, start=1)]
@@ -931,25 +1106,45 @@ def arena_hard_records() -> list[dict[str, Any]]:
     ]
 
 
+def jsonl_text(records: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+
+
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
     """Write JSON lines with fixed formatting so reruns are byte-identical."""
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    path.write_text(jsonl_text(records), encoding="utf-8")
+
+
+def write_jsonl_gz(path: Path, records: list[dict[str, Any]]) -> None:
+    """JSON lines gzipped as HH ships them; no name or time in the gzip header, so reruns give the same content."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", filename="", mtime=0) as handle:
+        handle.write(jsonl_text(records).encode("utf-8"))
 
 
 def generate(out_dir: Path) -> list[Path]:
     """Write every smoke file into ``out_dir``; return the paths written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(SEED)
+    ultrafeedback = ultrafeedback_records(rng)
+    hh = hh_records(rng) + [records[0] for records in hh_oddities().values()]
     files = {
-        "ultrafeedback_smoke.jsonl": ultrafeedback_records(rng),
-        "hh_smoke.jsonl": hh_records(rng),
+        "ultrafeedback_smoke.jsonl": ultrafeedback,
         "ultrachat_smoke.jsonl": ultrachat_records(rng),
         "mt_bench_smoke_question.jsonl": mt_bench_records(),
         "arena_hard_smoke_question.jsonl": arena_hard_records(),
+        "arena_hard_v2_smoke_question.jsonl": arena_hard_v2_records(),
+        "arena_hard_v2_smoke_baseline_hard.jsonl": arena_hard_v2_answers(0),
+        "arena_hard_v2_smoke_baseline_creative.jsonl": arena_hard_v2_answers(1),
     }
     written = []
     for name, records in files.items():
         write_jsonl(out_dir / name, records)
+        written.append(out_dir / name)
+    gzipped = {"hh_smoke.jsonl.gz": hh}
+    gzipped.update({f"hh_oddities/{kind}.jsonl.gz": hh_plain() + odd for kind, odd in hh_oddities().items()})
+    for name, records in gzipped.items():
+        write_jsonl_gz(out_dir / name, records)
         written.append(out_dir / name)
     alpaca = out_dir / "alpaca_eval_smoke.json"
     alpaca.write_text(json.dumps(alpaca_eval_records(rng), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
