@@ -655,7 +655,7 @@ def measure_sides(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[
                 print(f"[bench] {model} {shape_name} {method}: timing", file=sys.stderr)
                 result = run_isolated(time_method, args.run, model, shape, method, args.steps, device=args.device)
                 runs.append({"model": model, "shape": shape_name, "method": method, "result": result})
-                for key in SIDES[method]:
+                for key in SIDES[method] if args.memory_steps else ():
                     print(f"[bench] {model} {shape_name} {method} {key}: memory", file=sys.stderr)
                     memory[(model, shape_name, method, key)] = run_isolated(
                         side_memory, args.run, model, shape, method, key, args.memory_steps, device=args.device
@@ -690,7 +690,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--dtype", default="float32", choices=sorted(LOSS_RTOL))
     parser.add_argument("--steps", type=int, default=3, help="timed steps per side after the checked first one")
-    parser.add_argument("--memory-steps", type=int, default=2, help="steps per side in the memory processes")
+    parser.add_argument(
+        "--memory-steps", type=int, default=2, help="steps per side in the memory processes (0: no memory column)"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads of the workers (0: torch's default)")
     args = parser.parse_args(argv)
     args.cuda = args.device.startswith("cuda")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU checks and timings, on a machine with one CUDA device: the CUDA tests
-# (tests/test_gpu.py), then the step-time benchmarks of every method and of AAO's
-# parts. Writes each output to $1 (default: results/gpu_check/) and prints it.
+# (tests/test_gpu.py), then the step-time benchmarks of every method, of AAO's
+# parts and of the engine against TRL. Writes each output to $1 (default:
+# results/gpu_check/) and prints it.
 set -uo pipefail
 out=${1:-results/gpu_check}
 mkdir -p "$out"
@@ -14,3 +15,4 @@ PY
 timeout 240 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tee "$out/test_gpu.txt"
 timeout 120 python3 workflow/scripts/bench_methods.py --device cuda --models small,100m 2>&1 | tee "$out/bench_methods.txt"
 timeout 120 python3 workflow/scripts/bench_aao.py --device cuda --models 100m 2>&1 | tee "$out/bench_aao.txt"
+timeout 300 python3 workflow/scripts/bench_trl.py --device cuda --models small,100m --shapes long --methods dpo,simpo 2>&1 | tee "$out/bench_trl.txt"
