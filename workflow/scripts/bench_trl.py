@@ -29,9 +29,10 @@ its backward), the loss with its metrics, backward and the optimizer. Peak memor
 own process (no other side's buffers in it): peak resident memory during ``--memory-steps`` steps on the
 CPU, peak allocated CUDA memory on a GPU; its rise is over the process after setup.
 
-glibc's malloc decides much of the CPU numbers: with its default dynamic mmap threshold, freed large buffers stay
-in the heap and are reused, otherwise they are mmapped and zero-filled afresh each step. The settings in force
-(``MALLOC_*`` environment variables, threads) are printed; compare e.g. ``MALLOC_MMAP_THRESHOLD_=4294967296``.
+glibc's malloc decides much of the CPU numbers: with its defaults every buffer above the mmap threshold (at most
+32 MiB) is mapped and zero-filled afresh each step; with ``MALLOC_MMAP_MAX_=0`` freed buffers are reused from the
+heap (faster, more resident memory). The settings in force (``MALLOC_*`` environment variables, threads) are
+printed with the table.
 """
 
 from __future__ import annotations
