@@ -10,11 +10,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from baselines import get_method
-from baselines.ppo import PPOConfig, Rollout, finish_rollout, gae, masked_whiten, policy_loss, ppo_update, value_loss
 from baselines.rto import token_rewards
+from baselines.rto.ppo import (
+    PPOConfig,
+    Rollout,
+    finish_rollout,
+    gae,
+    masked_whiten,
+    policy_loss,
+    ppo_update,
+    value_loss,
+)
+from baselines.rto.trainer import pack, run_rto
+from suite.methods import get_method
 from suite.reward import train_reward_model
-from suite.rto import pack, run_rto
 from suite.train import run_training
 from tests.toy_preferences import TRAINING, prepare_toy_run, toy_pairs
 from tests.workflow_helpers import clean_checkout, job_counts, snakemake

@@ -694,7 +694,7 @@ def test_hub_alpaca_eval_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "suite.data", *args], cwd=ROOT, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "pipeline.data", *args], cwd=ROOT, capture_output=True, text=True, check=False
     )
 
 

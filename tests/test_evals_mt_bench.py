@@ -17,11 +17,11 @@ import pytest
 
 from evals import get_benchmark
 from evals import mt_bench as mt
-from evals.generate import converse, generate_responses
-from evals.generate import main as generate_main
 from evals.judges import CachedJudge, Judge, JudgeRequest
 from evals.results import IncompleteResultError
+from pipeline.generate import main as generate_main
 from suite import data
+from suite.generation import converse, generate_responses
 from suite.io import read_json, read_jsonl
 from tests.openai_stub import StubServer
 from tests.scripted_judge import ScriptedJudge

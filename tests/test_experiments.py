@@ -14,8 +14,8 @@ import yaml
 from evals import get_benchmark
 from evals import hh_helpful as hh
 from evals.judges import Judge, JudgeReply, JudgeRequest
-from suite.aggregate import result_rows, to_markdown
-from suite.config import ConfigError, validate_config
+from pipeline.aggregate import result_rows, to_markdown
+from pipeline.config import ConfigError, validate_config
 from suite.experiments import MAIN, runs
 from suite.io import read_json, write_json, write_jsonl
 from tests.workflow_helpers import REPO, clean_checkout, snakemake

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
+from pipeline.config import ConfigError, validate_config
 from suite import models, reward
-from suite.config import ConfigError, validate_config
 from suite.provenance import POINTER, identity, tree_sha256
 from tests.workflow_helpers import REPO, clean_checkout, job_counts, snakemake
 

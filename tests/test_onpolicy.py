@@ -17,15 +17,14 @@ import torch
 import yaml
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from evals.generate import generate_responses
-from suite.config import ConfigError, validate_config
+from pipeline.config import ConfigError, validate_config
+from pipeline.onpolicy import main
+from suite.generation import generate_isolated, generate_responses
 from suite.io import read_json, read_jsonl, write_jsonl
 from suite.onpolicy import (
     TIE_RULE,
     binarize,
-    generate_isolated,
     load_prompts,
-    main,
     sample,
     sample_seed,
     score_samples,

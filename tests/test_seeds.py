@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from suite.config import validate_config
+from pipeline.config import validate_config
 from suite.experiments import runs
 from tests.workflow_helpers import REPO, clean_checkout, job_counts, snakemake
 

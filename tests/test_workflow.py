@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from baselines import method_names
+from suite.methods import method_names
 from suite.provenance import identity
 from tests import browser
 from tests.workflow_helpers import REPO, clean_checkout, job_counts, snakemake

@@ -87,8 +87,8 @@ def build(model_name: str, method_name: str, device: str, batch: int, prompt: in
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, TrainingArguments
 
-    from baselines import get_method
     from suite.engine import PreferenceCollator, PreferenceTrainer
+    from suite.methods import get_method
 
     sizes, _ = MODELS[model_name]
     torch.manual_seed(seed)
