@@ -254,7 +254,7 @@ def test_rto_critic_can_start_from_the_policy(models: Path):
 
 
 def test_rto_is_not_a_preference_loss_and_checks_its_parameters():
-    with pytest.raises(TypeError, match=r"suite\.rto"):
+    with pytest.raises(TypeError, match=r"pipeline\.rto"):
         get_method("rto").loss(None)
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) kl; valid: .*kl_coef"):
         get_method("rto").resolve_params({"kl": 0.1})
