@@ -143,7 +143,7 @@ def claims_table(
         )
     notes = [
         f"Figure: {contrast} in the setting the verdict rests on (the weakest, the largest or the farthest out, "
-        "by kind), with its paired 95% bootstrap interval; rules in suite/claims.py.",
+        "by kind), with its paired 95% bootstrap interval; rules in pipeline/claims.py.",
         f"Sources: {'; '.join(sorted({published.cite(c.source) for c in published.claims}))}.",
     ]
     if scale == "cpu":

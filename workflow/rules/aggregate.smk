@@ -1,8 +1,8 @@
 # Stage 4: the tables, one set per experiment (results/tables/<experiment>*), the claims, and the report.
 #   aggregate: the flat per-run table (<experiment>.csv/.md, the machine-readable source), Table 1 in the
 #              paper's layout, every method against DPO with paired intervals, AAO - DPO (pipeline/aggregate.py)
-#   plots:     grouped bars, forest plot, score against length, training curves, squeezing (suite/plots.py)
-#   claims:    the paper's claims with our figure, interval and verdict (suite/claims.py)
+#   plots:     grouped bars, forest plot, score against length, training curves, squeezing (pipeline/plots.py)
+#   claims:    the paper's claims with our figure, interval and verdict (pipeline/claims.py)
 # Every table (as HTML) and plot is a report() output: `snakemake --report results/report.html`.
 import os
 
