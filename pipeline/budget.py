@@ -30,7 +30,7 @@ from pipeline.config import validate_config
 log = logging.getLogger(__name__)
 
 
-def _load_config(path: Path) -> dict[str, Any]:
+def load_config(path: Path) -> dict[str, Any]:
     return validate_config(yaml.safe_load(path.read_text()))
 
 
@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.config is None:
             parser.error("give --config (the run's table) or --step (one evaluate step)")
-        config = _load_config(args.config)
+        config = load_config(args.config)
         settings = budget_settings(config.get("judge") or {})
         rows = plan_run(config, args.results)
         print(format_table(rows, settings))

@@ -7,10 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from pipeline import claims
 from pipeline.claims import CONTRADICTED, INCONCLUSIVE, NOT_MEASURED, SUPPORTED, gain_everywhere, gain_up_to, within
 from pipeline.published import load_published
 from pipeline.tables import COMPARISON_COLUMNS
-from suite import claims
 from suite.stats import Interval
 from tests.workflow_helpers import REPO
 

@@ -292,7 +292,7 @@ def test_benchmark_registry_and_output_format(tmp_path: Path) -> None:
 def test_the_evaluate_job_stops_with_the_message_and_writes_no_result(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from evals import evaluate
+    from pipeline import evaluate
 
     outputs, reference = tmp_path / "outputs.json", tmp_path / "reference.json"
     outputs.write_text(json.dumps(MODEL[:-1]))

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 from evals.conversation import answer_record
+from pipeline import aggregate, plots
 from pipeline.published import load_published
 from pipeline.tables import Context, Table, latex, load_scores, table_one
-from suite import aggregate, plots
 from suite.history_keys import FINAL, KEY
 from suite.io import write_json
 from suite.models import load_tokenizer
