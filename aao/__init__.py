@@ -7,7 +7,7 @@ One module per concept of the method spec (section 3):
 * :mod:`aao.weights`     -- Eqs. 14-16 (three token classes, piecewise-linear weights) and Eq. 17 (soft gates);
 * :mod:`aao.thresholds`  -- the AW module, adaptive thresholds 1 >= a > b >= 0 from policy statistics;
 * :mod:`aao.losses`      -- weighted DPO term, fine-grained contrastive suppression, reward enhancement;
-* :mod:`aao.method`      -- the registered :class:`baselines.registry.Method` (``aao``).
+* :mod:`aao.method`      -- the registered :class:`suite.methods.Method` (``aao``).
 """
 
 from aao.config import AAOConfig

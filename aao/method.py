@@ -29,8 +29,8 @@ from aao.thresholds import (
 )
 from aao.weights import class_statistics, token_classes, token_weights
 from baselines.dpo import weighted_logratios
-from baselines.registry import Method
 from suite.engine import LossOutput, PreferenceBatch
+from suite.methods import Method
 
 
 def thresholds_for(batch: PreferenceBatch, config: AAOConfig) -> tuple[Tensor, Tensor]:

@@ -1,5 +1,1 @@
-"""Baseline preference-optimisation methods, one module each, behind one registry."""
-
-from baselines.registry import METHODS, Method, get_method, method_names
-
-__all__ = ["METHODS", "Method", "get_method", "method_names"]
+"""The baseline preference-optimisation methods, one module each; every method is registered in suite.methods."""

@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 import torch.nn.functional as F
 from torch import Tensor
 
-from baselines.registry import POSITIVE, Method
 from suite.engine import LossOutput, PreferenceBatch, dpo_metrics
+from suite.methods import POSITIVE, Method
 
 
 def weighted_logratios(

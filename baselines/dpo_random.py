@@ -20,8 +20,8 @@ import torch
 from torch import Tensor
 
 from baselines.dpo import weighted_dpo_by_record
-from baselines.registry import NON_NEGATIVE, POSITIVE, Method, ordered
 from suite.engine import LossOutput, PreferenceBatch
+from suite.methods import NON_NEGATIVE, POSITIVE, Method, ordered
 
 
 def record_weights(record_id: str, side: str, n_tokens: int, seed: int, low: float, high: float) -> Tensor:

@@ -10,8 +10,8 @@ log-ratios.
 from __future__ import annotations
 
 from baselines.dpo import weighted_logratios
-from baselines.registry import POSITIVE, Method
 from suite.engine import LossOutput, PreferenceBatch, dpo_metrics
+from suite.methods import POSITIVE, Method
 
 
 def ipo_loss(batch: PreferenceBatch, tau: float) -> LossOutput:

@@ -26,8 +26,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from baselines.dpo import weighted_logratios
-from baselines.registry import POSITIVE, Method
 from suite.engine import LossOutput, PreferenceBatch, dpo_metrics
+from suite.methods import POSITIVE, Method
 
 
 def kl_reference_point(batch: PreferenceBatch) -> torch.Tensor:

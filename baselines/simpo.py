@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from baselines.registry import NON_NEGATIVE, POSITIVE, Method
 from suite.engine import LossOutput, PreferenceBatch
+from suite.methods import NON_NEGATIVE, POSITIVE, Method
 
 
 def simpo_loss(

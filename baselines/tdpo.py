@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from baselines.dpo import weighted_logratios
-from baselines.registry import COUNT, NON_NEGATIVE, POSITIVE, Method
 from suite.engine import LossOutput, PreferenceBatch, dpo_metrics
+from suite.methods import COUNT, NON_NEGATIVE, POSITIVE, Method
 
 
 class TokenKL(torch.autograd.Function):

@@ -6,7 +6,7 @@ header), ``ERRORS`` (result key -> the result key of its standard error),
 ``read_prompts(path)`` (the conversations to generate for),
 ``write_outputs(prompts_path, responses, generator, out)`` and
 ``item_scores(annotations_path)`` (one outcome per item, on the table's scale,
-for the paired intervals of ``suite.tables``; it raises ``NotImplementedError``
+for the paired intervals of ``pipeline.tables``; it raises ``NotImplementedError``
 where the score is not a mean of per-item outcomes). A judged
 benchmark also has ``OPTIONS`` (its options' defaults, ``allow_partial``
 among them), writes the completeness keys of :mod:`evals.results` into every

@@ -29,6 +29,7 @@ official one, as alpaca_eval does.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import logging
@@ -38,6 +39,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
@@ -48,10 +50,23 @@ from evals.records import numbered, read_records, require
 from evals.results import NO_OUTPUT, UNPARSED, completeness, require_complete
 from suite.io import atomic_path, read_json, write_json
 
-with warnings.catch_warnings():  # alpaca_eval imports pkg_resources, which warns on every import
-    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
-    from alpaca_eval import completion_parsers, constants, metrics, utils
-    from alpaca_eval.processors import RandomSwitchTwoColumnsProcessor
+
+@functools.cache
+def upstream() -> SimpleNamespace:
+    """alpaca_eval's modules, imported on first use: a generation job reads prompts and writes outputs through
+    this module without judging, and importing alpaca_eval costs about 2 s of every such process."""
+    with warnings.catch_warnings():  # alpaca_eval imports pkg_resources, which warns on every import
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+        from alpaca_eval import completion_parsers, constants, metrics, utils
+        from alpaca_eval.processors import RandomSwitchTwoColumnsProcessor
+    return SimpleNamespace(
+        completion_parsers=completion_parsers,
+        constants=constants,
+        metrics=metrics,
+        utils=utils,
+        RandomSwitchTwoColumnsProcessor=RandomSwitchTwoColumnsProcessor,
+    )
+
 
 log = logging.getLogger(__name__)
 
@@ -140,10 +155,10 @@ class Annotator:
 
 def load_annotator(name: str = ANNOTATOR) -> Annotator:
     """Read an annotator config shipped with alpaca_eval; only log-prob-parsed configs are supported."""
-    config = utils.load_configs(name, relative_to=constants.EVALUATORS_CONFIG_DIR)[name]
+    config = upstream().utils.load_configs(name, relative_to=upstream().constants.EVALUATORS_CONFIG_DIR)[name]
     if config["fn_completion_parser"] != "logprob_parser":
         raise ValueError(f"annotator {name} uses {config['fn_completion_parser']}, only logprob_parser is supported")
-    template_text = (constants.EVALUATORS_CONFIG_DIR / config["prompt_template"]).read_text()
+    template_text = (upstream().constants.EVALUATORS_CONFIG_DIR / config["prompt_template"]).read_text()
     digest = hashlib.sha256(template_text.encode()).hexdigest()[:12]
     kwargs = config["completions_kwargs"]
     return Annotator(
@@ -157,10 +172,10 @@ def load_annotator(name: str = ANNOTATOR) -> Annotator:
 
 def _requests(shown: pd.DataFrame, annotator: Annotator, benchmark: str) -> list[JudgeRequest]:
     """Render each shown pair with alpaca_eval's template and chat-ML conversion."""
-    prompts, _ = utils.make_prompts(shown, template=annotator.template_text, batch_size=1)
+    prompts, _ = upstream().utils.make_prompts(shown, template=annotator.template_text, batch_size=1)
     return [
         JudgeRequest(
-            messages=tuple(utils.prompt_to_chatml(prompt.strip())),
+            messages=tuple(upstream().utils.prompt_to_chatml(prompt.strip())),
             max_tokens=annotator.decoding["max_tokens"],
             temperature=annotator.decoding["temperature"],
             top_logprobs=annotator.decoding["top_logprobs"],
@@ -194,7 +209,7 @@ def parse_preference(reply: JudgeReply, annotator: Annotator) -> float:
         }
     }
     try:
-        parsed = completion_parsers.logprob_parser(completion, **annotator.parser_kwargs)
+        parsed = upstream().completion_parsers.logprob_parser(completion, **annotator.parser_kwargs)
     except (AssertionError, KeyError, TypeError, ValueError) as exc:
         log.warning("cannot parse judge reply %r: %s", reply.text, exc)
         return math.nan
@@ -216,7 +231,7 @@ def annotate(pairs: pd.DataFrame, judge: Judge, annotator: Annotator, benchmark:
     reply that does not parse is asked again (:data:`REPLY_ATTEMPTS`); one
     that never parses leaves the preference NaN.
     """
-    swap = RandomSwitchTwoColumnsProcessor(
+    swap = upstream().RandomSwitchTwoColumnsProcessor(
         two_columns_to_switch=["output_1", "output_2"],
         fn_replace_if_switch=_flip_preference,
         random_seed_columns=["instruction"],
@@ -285,7 +300,9 @@ def _cached_hub_file(filename: str) -> Path | None:
     """Path of an alpaca_eval hub dataset file if it is already in the HF cache (never downloads)."""
     from huggingface_hub import try_to_load_from_cache
 
-    found = try_to_load_from_cache(HUB_REPO, filename, cache_dir=constants.DEFAULT_CACHE_DIR, repo_type="dataset")
+    found = try_to_load_from_cache(
+        HUB_REPO, filename, cache_dir=upstream().constants.DEFAULT_CACHE_DIR, repo_type="dataset"
+    )
     return Path(found) if isinstance(found, str) else None
 
 
@@ -310,7 +327,7 @@ def fetch_lc_assets() -> list[Path]:
     from huggingface_hub import hf_hub_download
 
     return [
-        Path(hf_hub_download(HUB_REPO, f, repo_type="dataset", cache_dir=constants.DEFAULT_CACHE_DIR))
+        Path(hf_hub_download(HUB_REPO, f, repo_type="dataset", cache_dir=upstream().constants.DEFAULT_CACHE_DIR))
         for f in (OFFICIAL_FILE, GAMED_FILE)
     ]
 
@@ -326,7 +343,7 @@ def lc_metrics(annotations: pd.DataFrame, lc_reason: str | None) -> dict[str, An
     result = {"lc": None, "lc_standard_error": None, "lc_unavailable_reason": lc_reason}
     if lc_reason is None:
         valid = annotations[annotations["preference"].notna()]
-        lc = metrics.get_length_controlled_winrate(valid, glm_name=GLM_NAME, save_weights_dir=None)
+        lc = upstream().metrics.get_length_controlled_winrate(valid, glm_name=GLM_NAME, save_weights_dir=None)
         result.update(lc=_number(lc["length_controlled_winrate"]), lc_standard_error=_number(lc["lc_standard_error"]))
     return result
 
@@ -385,7 +402,7 @@ def summarise(
         "reference_generator": str(pairs["generator_1"].iloc[0]),
         **completeness(n_expected, missing),
         "n_unparsed": len(missing[UNPARSED]),
-        **{k: _number(v) for k, v in metrics.get_winrate(valid).items()},
+        **{k: _number(v) for k, v in upstream().metrics.get_winrate(valid).items()},
         "avg_length": _number(pairs["output_2"].str.len().mean()),
         "judge": judge.name,
         "judge_is_offline": judge.is_offline,
@@ -441,7 +458,7 @@ if __name__ == "__main__":
     main()
 
 
-# --------------------------------------------------------------------------- per-item outcomes (suite/tables.py)
+# --------------------------------------------------------------------------- per-item outcomes (pipeline/tables.py)
 
 
 def item_scores(annotations_path: str | Path) -> pd.Series:

@@ -285,7 +285,7 @@ if __name__ == "__main__":
     main()
 
 
-# --------------------------------------------------------------------------- per-item outcomes (suite/tables.py)
+# --------------------------------------------------------------------------- per-item outcomes (pipeline/tables.py)
 
 
 def item_scores(annotations_path: str | Path) -> Any:

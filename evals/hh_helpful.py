@@ -140,7 +140,7 @@ if __name__ == "__main__":
     main()
 
 
-# --------------------------------------------------------------------------- per-item outcomes (suite/tables.py)
+# --------------------------------------------------------------------------- per-item outcomes (pipeline/tables.py)
 
 # Each prompt's win against the chosen reply, in % (ties 50): the annotations are alpaca_eval's layout.
 item_scores = alpaca_eval.item_scores

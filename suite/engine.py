@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, set_seed
 
-from baselines.registry import Method
+from suite.methods import Method
 
 IGNORE = -100
 

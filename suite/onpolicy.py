@@ -29,13 +29,9 @@ subcommand and a workflow rule (workflow/rules/onpolicy.smk):
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -43,8 +39,8 @@ from typing import Any
 
 from accelerate import PartialState
 
-from suite.io import read_json, read_jsonl, write_json, write_jsonl
-from suite.processes import job_processes
+from suite.generation import generate_isolated, generate_responses
+from suite.io import read_jsonl, write_json, write_jsonl
 from suite.provenance import digest, identity
 
 log = logging.getLogger(__name__)
@@ -148,49 +144,6 @@ def load_prompts(path: Path, limit: int | None = None) -> tuple[list[dict[str, A
     return prompts, repeats
 
 
-def _generate_in_process(*args: Any, **kwargs: Any) -> list[str]:
-    from evals.generate import generate_responses
-
-    return generate_responses(*args, **kwargs)
-
-
-def generate_isolated(
-    model_dir: Path,
-    conversations: Sequence[Sequence[Mapping[str, str]]],
-    decoding: Mapping[str, Any],
-    batch_size: int,
-    seed: int,
-    backend: str = "hf",
-) -> list[str]:
-    """One generation pass in a child process, which hands the GPU back when it exits.
-
-    vLLM does not free its memory when an engine is dropped, so a second
-    engine in the same process (the next pass) would not fit; every pass
-    therefore gets a fresh process (one model load per pass).
-    """
-    with tempfile.TemporaryDirectory(prefix="onpolicy-pass-") as tmp:
-        request, reply = Path(tmp) / "request.json", Path(tmp) / "reply.json"
-        write_json(
-            request,
-            {
-                "model_dir": str(model_dir),
-                "conversations": [list(c) for c in conversations],
-                "decoding": dict(decoding),
-                "batch_size": batch_size,
-                "seed": seed,
-                "backend": backend,
-            },
-        )
-        subprocess.run([sys.executable, "-m", "suite.onpolicy", "pass", str(request), str(reply)], check=True)
-        return read_json(reply)
-
-
-def _cmd_pass(args: argparse.Namespace) -> None:
-    request = read_json(args.request)
-    request["model_dir"] = Path(request["model_dir"])
-    write_json(args.reply, _generate_in_process(**request))
-
-
 def sample(
     model_dir: Path,
     prompts: Sequence[Mapping[str, Any]],
@@ -208,7 +161,7 @@ def sample(
     if n_samples < 2:
         raise OnPolicyError(f"n_samples must be >= 2 to form a pair, got {n_samples}")
     if generate is None:
-        generate = generate_isolated if backend == "vllm" else _generate_in_process
+        generate = generate_isolated if backend == "vllm" else generate_responses
     settings = {
         "format": SHARD_FORMAT,
         "model": identity(model_dir),
@@ -349,7 +302,7 @@ def binarize(
     return pairs, counts
 
 
-def _reward_summary(pairs: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+def reward_summary(pairs: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     if not pairs:
         return {}
     n = len(pairs)
@@ -359,136 +312,3 @@ def _reward_summary(pairs: Sequence[Mapping[str, Any]]) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------- CLI
-
-
-def _cmd_sample(args: argparse.Namespace) -> None:
-    job_processes()  # join the job's processes before anything else asks for them
-    prompts, repeats = load_prompts(args.prompts, args.limit)
-    records, meta = sample(
-        args.model,
-        prompts,
-        n_samples=args.n_samples,
-        decoding=json.loads(args.decoding),
-        shard_size=args.shard_size,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        backend=args.backend,
-        work_dir=args.work_dir,
-    )
-    if not PartialState().is_main_process:
-        return
-    write_jsonl(args.out, records)
-    write_json(
-        args.meta, {**meta, "prompts_file": str(args.prompts), "limit": args.limit, "repeated_prompts_skipped": repeats}
-    )
-    log.info("%d prompts x %d samples -> %s", len(records), args.n_samples, args.out)
-
-
-def _cmd_score(args: argparse.Namespace) -> None:
-    from suite.reward import load_reward_model, reward_source
-
-    samples = read_jsonl(args.samples)
-    described: dict[str, Any] = {}
-
-    def scorer() -> Scorer:
-        model = load_reward_model(args.reward, dtype=args.dtype)
-        described.update(model.describe())
-        return lambda conversations: model.score(conversations, args.batch_size)
-
-    reward_identity = {**identity(args.reward), "dtype": args.dtype}
-    records, meta = score_samples(
-        samples, reward_identity=reward_identity, shard_size=args.shard_size, work_dir=args.work_dir, scorer=scorer
-    )
-    write_jsonl(args.out, records)
-    source = reward_source(args.reward)
-    write_json(
-        args.meta,
-        {
-            **meta,
-            "reward_dir": str(args.reward),
-            **source,
-            "dtype": args.dtype,
-            "batch_size": args.batch_size,
-            "loaded": described or "not loaded: every shard was reused",
-        },
-    )
-
-
-def _cmd_binarize(args: argparse.Namespace) -> int:
-    pairs, counts = binarize(read_jsonl(args.samples), read_jsonl(args.scores))
-    sampling, scoring = read_json(args.samples_meta), read_json(args.scores_meta)
-    meta = {
-        **json.loads(args.describe),
-        "protocol": "on-policy (SimPO): n responses per prompt sampled from the policy, scored by a reward model, "
-        "best = chosen, worst = rejected",
-        "file": str(args.out),
-        "sampling": sampling,
-        "reward": scoring,
-        "n_samples": sampling["n_samples"],
-        "tie_rule": TIE_RULE,
-        "counts": counts,
-        "rewards": _reward_summary(pairs),
-    }
-    if not pairs:
-        print(f"error: no pairs left: {counts}", file=sys.stderr)
-        return 2
-    write_jsonl(args.out, pairs)
-    write_json(args.meta, meta)
-    log.info("%s: %s", args.out, counts)
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m suite.onpolicy", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    sa = sub.add_parser("sample", help="n responses per prompt from the policy (sharded, resumable)")
-    sa.add_argument("--model", type=Path, required=True, help="the policy's model stage")
-    sa.add_argument("--prompts", type=Path, required=True, help="preference data whose prompts are used")
-    sa.add_argument("--limit", type=int, default=None, help="only the first N prompts")
-    sa.add_argument("--n-samples", type=int, default=5)
-    sa.add_argument("--decoding", required=True, help="JSON object: max_new_tokens, temperature, top_p")
-    sa.add_argument("--shard-size", type=int, default=256, help="prompts per shard")
-    sa.add_argument("--batch-size", type=int, default=8)
-    sa.add_argument("--seed", type=int, default=42)
-    sa.add_argument("--backend", choices=["hf", "vllm"], default="hf")
-    sa.add_argument("--work-dir", type=Path, required=True, help="where shards live (not a rule output)")
-    sa.add_argument("--out", type=Path, required=True)
-    sa.add_argument("--meta", type=Path, required=True)
-    sa.set_defaults(func=_cmd_sample)
-
-    sc = sub.add_parser("score", help="the reward of every sampled response (sharded, resumable)")
-    sc.add_argument("--samples", type=Path, required=True)
-    sc.add_argument("--reward", type=Path, required=True, help="reward model stage (directory or pointer)")
-    sc.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
-    sc.add_argument("--batch-size", type=int, default=8)
-    sc.add_argument("--shard-size", type=int, default=256)
-    sc.add_argument("--work-dir", type=Path, required=True)
-    sc.add_argument("--out", type=Path, required=True)
-    sc.add_argument("--meta", type=Path, required=True)
-    sc.set_defaults(func=_cmd_score)
-
-    bi = sub.add_parser("binarize", help="best vs worst per prompt, ties dropped and counted")
-    bi.add_argument("--samples", type=Path, required=True)
-    bi.add_argument("--samples-meta", type=Path, required=True)
-    bi.add_argument("--scores", type=Path, required=True)
-    bi.add_argument("--scores-meta", type=Path, required=True)
-    bi.add_argument(
-        "--describe", default="{}", help="JSON recorded with the data (dataset, policy, reward model names)"
-    )
-    bi.add_argument("--out", type=Path, required=True)
-    bi.add_argument("--meta", type=Path, required=True)
-    bi.set_defaults(func=_cmd_binarize)
-
-    one = sub.add_parser("pass", help="internal: one generation pass (request JSON -> reply JSON)")
-    one.add_argument("request", type=Path)
-    one.add_argument("reply", type=Path)
-    one.set_defaults(func=_cmd_pass)
-
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return args.func(args) or 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

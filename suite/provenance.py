@@ -102,7 +102,7 @@ def identity(path: str | Path) -> dict[str, Any]:
 def code_version(modules: Iterable[str]) -> str:
     """Hash of the source of the named modules: a changed loss or engine never resumes old work.
 
-    Found by name (``python -m suite.sft`` runs as ``__main__``, but its file is the same).
+    Found by name (``python -m pipeline.sft`` runs as ``__main__``, but its file is the same).
     """
     h = hashlib.sha256()
     for name in sorted(set(modules)):

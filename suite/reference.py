@@ -11,9 +11,7 @@ log-ratios are ~0.
 
 from __future__ import annotations
 
-import argparse
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -103,23 +101,14 @@ def load_reference(path: Path, expected: Mapping[str, Any]) -> dict[str, dict[st
     return stored["logps"]
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m suite.reference", description=__doc__)
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--training", required=True, help="JSON: max_length, max_prompt_length, eval batch size, dtype")
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(argv)
-    training = json.loads(args.training)
+def compute_reference(model_dir: Path, data: Path, training: Mapping[str, Any], out: Path) -> None:
+    """The reference rule's work: log-probs of ``data`` under ``model_dir`` and ``training``'s precision, saved with
+    their provenance by the main process (every process of the job computes its share)."""
     processes = job_processes()
-    tokenizer = load_tokenizer(args.model)
-    model = load_model(args.model, training.get("dtype", "float32")).to(processes.device)
-    dataset = PreferenceDataset(read_jsonl(args.data), tokenizer, training["max_length"], training["max_prompt_length"])
+    tokenizer = load_tokenizer(model_dir)
+    model = load_model(model_dir, training.get("dtype", "float32")).to(processes.device)
+    dataset = PreferenceDataset(read_jsonl(data), tokenizer, training["max_length"], training["max_prompt_length"])
     batch_size = training["reference_batch_size"]
     logps = reference_logps(model, dataset, tokenizer.pad_token_id, batch_size, precision(training))
     if processes.is_main_process:
-        save_reference(args.out, logps, reference_provenance(args.model, args.data, tokenizer, training))
-
-
-if __name__ == "__main__":
-    main()
+        save_reference(out, logps, reference_provenance(model_dir, data, tokenizer, training))

@@ -27,18 +27,16 @@ on its own, without padding, as the model cards do.
 
 Command line::
 
-    python -m suite.reward train --base results/models/tiny-llama --data results/data/ultrafeedback.jsonl \\
+    python -m pipeline.reward train --base results/models/tiny-llama --data results/data/ultrafeedback.jsonl \\
         --training '{"learning_rate": 1e-3, "max_length": 256}' --held-out 0.1 \\
         --checkpoints results/checkpoints/reward_models/tiny-rm --out results/reward_models/tiny-rm \\
         --log-history results/reward_models/tiny-rm.log_history.json --eval-out results/reward_models/tiny-rm.eval.json
-    python -m suite.reward score --reward results/reward_models/tiny-rm --conversations convs.jsonl --out scores.jsonl
+    python -m pipeline.reward score --reward results/reward_models/tiny-rm --conversations c.jsonl --out s.jsonl
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
-import json
 import logging
 import math
 import random
@@ -49,8 +47,8 @@ from typing import Any
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from suite.io import atomic_dir, read_jsonl, write_json, write_jsonl
-from suite.models import CHAT_TEMPLATE, POINTER, fetch_checkpoint, resolve
+from suite.io import atomic_dir, read_jsonl, write_json
+from suite.models import CHAT_TEMPLATE, POINTER, resolve
 from suite.provenance import identity
 
 log = logging.getLogger(__name__)
@@ -324,73 +322,3 @@ def train_reward_model(
 
 
 # --------------------------------------------------------------------------- CLI
-
-
-def _cmd_train(args: argparse.Namespace) -> None:
-    from accelerate import PartialState
-
-    history, report = train_reward_model(
-        args.base, args.data, json.loads(args.training), args.checkpoints, args.out, args.held_out
-    )
-    if PartialState().is_main_process:
-        write_json(args.log_history, history)
-        write_json(args.eval_out, report)
-
-
-def _cmd_score(args: argparse.Namespace) -> None:
-    records = read_jsonl(args.conversations)
-    model = load_reward_model(
-        args.reward, revision=args.revision, trust_remote_code=args.trust_remote_code, dtype=args.dtype
-    )
-    values = model.score([r["messages"] for r in records], args.batch_size)
-    write_jsonl(
-        args.out, ({"id": r.get("id", i), "score": v} for i, (r, v) in enumerate(zip(records, values, strict=True)))
-    )
-    log.info("scored %d conversations with %s", len(values), model.describe())
-
-
-def _cmd_pointer(args: argparse.Namespace) -> None:
-    recorded = fetch_checkpoint(args.hub, args.revision, args.download)
-    write_reward_pointer(args.out, args.hub, args.revision, args.trust_remote_code, **recorded)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m suite.reward", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    train = sub.add_parser("train", help="train a reward model with TRL's RewardTrainer")
-    train.add_argument("--base", type=Path, required=True, help="base model stage (weights or pointer.json)")
-    train.add_argument("--data", type=Path, required=True, help="preference data in the suite's format")
-    train.add_argument("--training", required=True, help="JSON training block")
-    train.add_argument("--held-out", type=float, default=0.0, help="share of pairs kept out to report accuracy")
-    train.add_argument("--checkpoints", type=Path, required=True)
-    train.add_argument("--out", type=Path, required=True)
-    train.add_argument("--log-history", type=Path, required=True)
-    train.add_argument("--eval-out", type=Path, required=True, help="held-out report (JSON)")
-    train.set_defaults(func=_cmd_train)
-
-    sc = sub.add_parser("score", help="score conversations (JSONL records with 'messages')")
-    sc.add_argument("--reward", required=True, help="reward model directory, pointer stage or hub id")
-    sc.add_argument("--revision")
-    sc.add_argument("--trust-remote-code", action="store_true")
-    sc.add_argument("--dtype", choices=DTYPES, default="float32")
-    sc.add_argument("--conversations", type=Path, required=True)
-    sc.add_argument("--batch-size", type=int, default=8)
-    sc.add_argument("--out", type=Path, required=True)
-    sc.set_defaults(func=_cmd_score)
-
-    ptr = sub.add_parser("pointer", help="a hub reward model (or a local checkpoint directory) as a workflow stage")
-    ptr.add_argument("--hub", required=True, help="a hub id or a local checkpoint directory")
-    ptr.add_argument("--revision")
-    ptr.add_argument("--trust-remote-code", action="store_true")
-    ptr.add_argument("--download", action="store_true")
-    ptr.add_argument("--out", type=Path, required=True)
-    ptr.set_defaults(func=_cmd_pointer)
-
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args.func(args)
-
-
-if __name__ == "__main__":
-    main()

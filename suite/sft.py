@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
-from collections.abc import Sequence
 from pathlib import Path
 
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
-from suite.io import read_jsonl, write_json
+from suite.io import read_jsonl
 from suite.models import load_model, load_tokenizer
 from suite.provenance import identity
 from suite.trainer_utils import (
@@ -51,21 +47,3 @@ def run_sft(model_dir: Path, data: Path, training: dict, checkpoints: Path, out:
     trainer.train(resume_from_checkpoint=last_checkpoint(run))
     save_trained(trainer, tokenizer, out, provenance)
     return trainer.state.log_history
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m suite.sft", description=__doc__)
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--training", required=True, help="JSON training block")
-    parser.add_argument("--checkpoints", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--log-history", type=Path, required=True)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    history = run_sft(args.model, args.data, json.loads(args.training), args.checkpoints, args.out)
-    write_json(args.log_history, history)
-
-
-if __name__ == "__main__":
-    main()

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import TrainingArguments
 
-from baselines import get_method
 from suite.diagnostics import squeezing_setup
 from suite.engine import (
     PreferenceCollator,
@@ -21,7 +17,8 @@ from suite.engine import (
     tokenisation_report,
     tokenization_fingerprint,
 )
-from suite.io import read_jsonl, write_json
+from suite.io import read_jsonl
+from suite.methods import get_method
 from suite.models import load_model, load_tokenizer
 from suite.provenance import identity
 from suite.reference import load_reference, reference_provenance
@@ -122,37 +119,3 @@ def load_artifact(path: Path, kind: str, fingerprint: str) -> dict[str, Any]:
             f"training uses {fingerprint}; rerun its rule"
         )
     return stored
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m suite.train", description=__doc__)
-    parser.add_argument("--method", required=True)
-    parser.add_argument("--params", default="{}", help="JSON: the method's hyperparameters (over its defaults)")
-    parser.add_argument("--model", type=Path, required=True, help="start model (also the reference)")
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--reference", type=Path, help="precomputed reference log-probs")
-    parser.add_argument("--training", required=True, help="JSON training block")
-    parser.add_argument("--checkpoints", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--log-history", type=Path, required=True)
-    parser.add_argument("--swap-pairs", action="store_true", help="swap chosen and rejected (reverse DPO)")
-    parser.add_argument("--artifact", type=Path, help="the method's precomputed artifact (e.g. TIS-DPO's weights)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    history = run_training(
-        args.method,
-        json.loads(args.params),
-        args.model,
-        args.data,
-        args.reference,
-        json.loads(args.training),
-        args.checkpoints,
-        args.out,
-        swap_pairs=args.swap_pairs,
-        artifact=args.artifact,
-    )
-    write_json(args.log_history, history)
-
-
-if __name__ == "__main__":
-    main()

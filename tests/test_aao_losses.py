@@ -13,7 +13,7 @@ from aao.method import METHOD, aao_loss, build_modules, thresholds_for
 from aao.similarity import cosine_matrix, token_similarity
 from aao.thresholds import ATTRIBUTE, AmbiguityThresholds
 from aao.weights import token_weights
-from baselines import get_method
+from suite.methods import get_method
 from tests.test_aao_support import (
     StandInPolicy,
     loop_aao_loss,

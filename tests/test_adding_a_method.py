@@ -25,7 +25,7 @@ def add_method(work: Path) -> str:
     code, registry_line, config_line = readme_steps()
     name = re.search(r'name="(\w+)"', code).group(1)
     (work / f"baselines/{name}.py").write_text(code)
-    registry = work / "baselines/registry.py"
+    registry = work / "suite/methods.py"
     registry.write_text(
         registry.read_text().replace(
             "METHODS: dict[str, str] = {\n", f"METHODS: dict[str, str] = {{\n    {registry_line}\n", 1

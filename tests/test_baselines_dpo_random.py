@@ -7,10 +7,10 @@ import pytest
 import torch
 from transformers import TrainingArguments
 
-from baselines import Method, get_method
 from baselines.dpo import weighted_dpo_loss
 from baselines.dpo_random import random_weights, record_weights
 from suite.engine import IGNORE, PreferenceCollator, PreferenceDataset, PreferenceTrainer, make_batch, mismatched_inputs
+from suite.methods import Method, get_method
 from suite.models import load_model, load_tokenizer
 
 

@@ -10,11 +10,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from baselines import get_method
-from baselines.ppo import PPOConfig, Rollout, finish_rollout, gae, masked_whiten, policy_loss, ppo_update, value_loss
 from baselines.rto import token_rewards
+from baselines.rto.ppo import (
+    PPOConfig,
+    Rollout,
+    finish_rollout,
+    gae,
+    masked_whiten,
+    policy_loss,
+    ppo_update,
+    value_loss,
+)
+from baselines.rto.trainer import pack, run_rto
+from suite.methods import get_method
 from suite.reward import train_reward_model
-from suite.rto import pack, run_rto
 from suite.train import run_training
 from tests.toy_preferences import TRAINING, prepare_toy_run, toy_pairs
 from tests.workflow_helpers import clean_checkout, job_counts, snakemake
@@ -245,7 +254,7 @@ def test_rto_critic_can_start_from_the_policy(models: Path):
 
 
 def test_rto_is_not_a_preference_loss_and_checks_its_parameters():
-    with pytest.raises(TypeError, match=r"suite\.rto"):
+    with pytest.raises(TypeError, match=r"pipeline\.rto"):
         get_method("rto").loss(None)
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) kl; valid: .*kl_coef"):
         get_method("rto").resolve_params({"kl": 0.1})

@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from transformers import TrainingArguments
 
-from baselines import get_method
 from baselines.tdpo import sequence_kl, tdpo_loss
 from suite.engine import PreferenceBatch, PreferenceCollator, PreferenceDataset, PreferenceTrainer, forward_outputs
+from suite.methods import get_method
 from suite.models import load_model, load_tokenizer
 
 

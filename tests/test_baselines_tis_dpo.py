@@ -10,14 +10,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from baselines import get_method
 from baselines.dpo import dpo_loss, weighted_dpo_loss
 from baselines.tis_dpo import average_ranks, place_weights, score_weights, tis_dpo_loss, token_weights
+from baselines.tis_dpo.weights import compute_tis_weights
+from pipeline.tis_weights import main as tis_weights_main
 from suite.engine import PreferenceBatch, tokenization_fingerprint, tokenize_pair
 from suite.io import read_jsonl, write_jsonl
+from suite.methods import get_method
 from suite.models import build_tiny_model, load_model, load_tokenizer, save_model, train_tokenizer
-from suite.tis_weights import compute_tis_weights
-from suite.tis_weights import main as tis_weights_main
 from suite.train import load_artifact, run_training
 from tests.conftest import TINY_SIZE
 from tests.toy_preferences import TRAINING as TOY_TRAINING

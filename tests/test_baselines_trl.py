@@ -16,7 +16,6 @@ from datasets import Dataset
 from transformers import TrainingArguments
 from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer
 
-from baselines import get_method
 from suite.engine import (
     PreferenceCollator,
     PreferenceDataset,
@@ -25,6 +24,7 @@ from suite.engine import (
     make_batch,
     mismatched_inputs,
 )
+from suite.methods import get_method
 from suite.models import load_model, load_tokenizer
 from suite.reference import reference_logps
 from tests.conftest import perturbed_pair

@@ -7,11 +7,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from suite import claims
-from suite.claims import CONTRADICTED, INCONCLUSIVE, NOT_MEASURED, SUPPORTED, gain_everywhere, gain_up_to, within
-from suite.published import load_published
+from pipeline import claims
+from pipeline.claims import CONTRADICTED, INCONCLUSIVE, NOT_MEASURED, SUPPORTED, gain_everywhere, gain_up_to, within
+from pipeline.published import load_published
+from pipeline.tables import COMPARISON_COLUMNS
 from suite.stats import Interval
-from suite.tables import COMPARISON_COLUMNS
 from tests.workflow_helpers import REPO
 
 PUBLISHED = REPO / "workflow/resources/published.yaml"

@@ -7,9 +7,9 @@ import copy
 import pytest
 import yaml
 
-from baselines import get_method, method_names
 from evals import benchmark_names
-from suite.config import ConfigError, validate_config
+from pipeline.config import ConfigError, validate_config
+from suite.methods import get_method, method_names
 from tests.workflow_helpers import REPO, clean_checkout, snakemake
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from pipeline import data as data_cli
 from suite import data
 from suite.data import DataError
 from suite.io import read_json, read_jsonl
@@ -694,7 +695,7 @@ def test_hub_alpaca_eval_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "suite.data", *args], cwd=ROOT, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "pipeline.data", *args], cwd=ROOT, capture_output=True, text=True, check=False
     )
 
 
@@ -720,6 +721,6 @@ def test_cli_bad_source_json_exits_2(tmp_path: Path) -> None:
 def test_cli_success(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out.jsonl"
     source = json.dumps({"format": "ultrachat", "path": str(SMOKE / "ultrachat_smoke.jsonl")})
-    assert data.main(["sft", "--source", source, "--out", str(out), "--limit", "7"]) == 0
+    assert data_cli.main(["sft", "--source", source, "--out", str(out), "--limit", "7"]) == 0
     assert len(read_jsonl(out)) == 7
     assert "wrote 7 sft records" in capsys.readouterr().out

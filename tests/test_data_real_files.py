@@ -433,7 +433,7 @@ def test_outputs_respect_the_umask(tmp_path: Path, umask: int, file_mode: int, d
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "suite.data", *args], cwd=ROOT, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "pipeline.data", *args], cwd=ROOT, capture_output=True, text=True, check=False
     )
 
 

@@ -36,7 +36,7 @@ def scheduled(work: Path) -> tuple[dict[str, int], list[str]]:
         return {}, []
     counts = job_counts(run.stdout)
     counts.pop("total")
-    return counts, re.findall(r"--out (results/data/\S+)", run.stdout)
+    return counts, re.findall(r"--out (results/data/[^\s']+)", run.stdout)  # an asset's ARGS is quoted
 
 
 def edit_and_expect(work: Path, name: str, jobs: dict[str, int], prepared: list[str]) -> None:
@@ -78,10 +78,12 @@ def test_paper_mistral_instruct_trains_on_its_published_on_policy_set(tmp_path: 
     run = snakemake(work, "-n", "--configfile", "workflow/config/paper.yaml", "--printshellcmds")
     assert run.returncode == 0, run.stderr
     data = set(
-        re.findall(r"-m suite\.train --method \S+ .*?--data (\S+) .*?--out results/train/mistral-instruct/", run.stdout)
+        re.findall(
+            r"-m pipeline\.train --method \S+ .*?--data (\S+) .*?--out results/train/mistral-instruct/", run.stdout
+        )
     )
     assert data == {"results/data/mistral_instruct_ultrafeedback.jsonl"}
     prepare = re.search(
-        r"suite\.data preference --source '(\{[^']*\})'.*--out results/data/mistral_instruct_", run.stdout
+        r"pipeline\.data preference --source '(\{[^']*\})'.*--out results/data/mistral_instruct_", run.stdout
     )
     assert prepare and json.loads(prepare.group(1))["hub"]["id"] == "princeton-nlp/mistral-instruct-ultrafeedback"

@@ -11,8 +11,8 @@ import pytest
 from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
-from baselines import get_method
 from suite.engine import PreferenceCollator, PreferenceDataset, forward_batch, make_batch
+from suite.methods import get_method
 from suite.models import load_tokenizer
 from suite.reference import reference_logps
 from tests.conftest import perturbed_pair

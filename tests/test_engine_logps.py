@@ -9,8 +9,6 @@ import torch
 from transformers import TrainingArguments
 
 import suite.engine as engine
-from baselines import get_method
-from baselines.registry import method_names
 from baselines.tis_dpo import WEIGHT_PARAMS
 from suite.engine import (
     IGNORE,
@@ -24,6 +22,7 @@ from suite.engine import (
     response_positions,
     token_logps,
 )
+from suite.methods import get_method, method_names
 from suite.models import load_tokenizer
 from suite.reference import reference_logps
 from tests.conftest import perturbed_pair
@@ -159,7 +158,7 @@ def test_chunk_size_follows_the_vocabulary():
 
 # ---------------------------------------------------------------- every method on the engine
 
-RTO_IS_NOT_A_PAIR_LOSS = {"rto"}  # PPO on sampled responses (suite.rto); its log-probs are token_logps' too
+RTO_IS_NOT_A_PAIR_LOSS = {"rto"}  # PPO on sampled responses (baselines.rto.trainer), through the same forward
 PARAMS = {"tdpo": {"variant": 2}}
 
 

@@ -103,7 +103,7 @@ def test_offline_win_rate_is_alpaca_eval_definition() -> None:
 
 def test_preferences_equal_alpaca_eval_annotator(monkeypatch: pytest.MonkeyPatch) -> None:
     """alpaca_eval's own PairwiseAnnotator, with the same pseudo-judge, gives exactly our preferences."""
-    # Imported here, after evals.alpaca_eval has imported alpaca_eval with its pkg_resources warning silenced.
+    ae.upstream()  # alpaca_eval imported first with its pkg_resources warning silenced, as the suite does
     import alpaca_eval.annotators.base as alpaca_annotators_base
     from alpaca_eval import utils as alpaca_utils
     from alpaca_eval.annotators import PairwiseAnnotator
@@ -223,7 +223,8 @@ def fake_hub(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, official: list[dict[str, str]] | None, gamed: bool = True
 ) -> None:
     """Stand-ins for the hub files LC needs, in place of the HF cache."""
-    from alpaca_eval.metrics import glm_winrate  # after evals.alpaca_eval, see above
+    ae.upstream()  # see test_preferences_equal_alpaca_eval_annotator
+    from alpaca_eval.metrics import glm_winrate
 
     files: dict[str, Path] = {}
     if official is not None:
@@ -292,7 +293,7 @@ def test_benchmark_registry_and_output_format(tmp_path: Path) -> None:
 def test_the_evaluate_job_stops_with_the_message_and_writes_no_result(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from evals import evaluate
+    from pipeline import evaluate
 
     outputs, reference = tmp_path / "outputs.json", tmp_path / "reference.json"
     outputs.write_text(json.dumps(MODEL[:-1]))

@@ -18,6 +18,7 @@ from evals import mt_bench as mt
 from evals.judges import AskPolicy, CachedJudge, Judge, JudgeReply, JudgeRequest, ask
 from evals.judges.offline import OfflineJudge
 from evals.judges.openai_compat import OpenAIConfig, OpenAIJudge
+from pipeline import budget as budget_cli
 from suite.data import prepare
 
 REPO = Path(__file__).resolve().parents[1]
@@ -215,17 +216,17 @@ def test_experiment_branches_are_planned_too(tmp_path: Path, results: Path) -> N
     config["experiments"] = {"hh": {**hh, "methods": ["dpo"], "seeds": None}}  # one model: one seed
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    rows = {row.benchmark: row for row in budget.plan_run(budget._load_config(path), results)}
+    rows = {row.benchmark: row for row in budget.plan_run(budget_cli.load_config(path), results)}
     assert rows["hh/harmless"].models == rows["hh/hh_helpful"].models == 1
     assert rows["hh/harmless"].estimate.calls == rows["hh/hh_helpful"].estimate.calls == 20
 
 
 def test_cli_table_estimates_then_counts_exactly(tmp_path: Path, results: Path, capsys: pytest.CaptureFixture) -> None:
     config = write_config(tmp_path, {**PAID, "max_budget_usd": 1.0})
-    assert budget.main(["--config", str(config), "--results", str(results)]) == 0
+    assert budget_cli.main(["--config", str(config), "--results", str(results)]) == 0
     table = capsys.readouterr().out
     assert all(word in table for word in ("alpaca_eval", "harmless", "capability", "TOTAL", "(estimated)"))
-    rows = {row.benchmark: row for row in budget.plan_run(budget._load_config(config), results)}
+    rows = {row.benchmark: row for row in budget.plan_run(budget_cli.load_config(config), results)}
     assert (rows["alpaca_eval"].estimate.calls, rows["alpaca_eval"].exact) == (24, 0)
     assert rows["harmless"].estimate.calls == 20 and rows["capability"].estimate.calls == 0
     total = budget.run_total(list(rows.values()))
@@ -241,13 +242,13 @@ def test_cli_table_estimates_then_counts_exactly(tmp_path: Path, results: Path, 
     outputs.parent.mkdir(parents=True)
     hl.write_outputs(results / "data/hh_test.jsonl", ["I can't help with that."] * 20, "llama-base-dpo", outputs)
     fill(results / budget.DEFAULT_CACHE, hl.judge_requests(outputs, results / "data/hh_test.jsonl")[:15])
-    rows = budget.plan_run(budget._load_config(config), results)
+    rows = budget.plan_run(budget_cli.load_config(config), results)
     harmless = next(r for r in rows if r.benchmark == "harmless")
     assert (harmless.exact, harmless.estimate.calls, harmless.estimate.cached) == (1, 20, 15)
 
     # --check applies the budget to the run total.
     tight = write_config(tmp_path, {**PAID, "max_budget_usd": 0.0001})
-    assert budget.main(["--config", str(tight), "--results", str(results), "--check"]) == 3
+    assert budget_cli.main(["--config", str(tight), "--results", str(results), "--check"]) == 3
     assert "refused" in capsys.readouterr().err
 
 
@@ -259,12 +260,12 @@ def test_step_check_refuses_before_the_judge_is_called(
     outputs.write_text(json.dumps([{**r, "output": "An answer. " * 50, "generator": "m"} for r in reference]))
     argv = ["--step", "--benchmark", "alpaca_eval", "--outputs", str(outputs)]
     argv += ["--reference", str(results / "data/alpaca_eval.json"), "--cache", str(tmp_path / "c.sqlite")]
-    assert budget.main([*argv, "--judge", json.dumps(PAID)]) == 0, "no switch: never refuses"
-    assert budget.main([*argv, "--judge", json.dumps({**PAID, "max_budget_usd": 0.001})]) == 3
+    assert budget_cli.main([*argv, "--judge", json.dumps(PAID)]) == 0, "no switch: never refuses"
+    assert budget_cli.main([*argv, "--judge", json.dumps({**PAID, "max_budget_usd": 0.001})]) == 3
     err = capsys.readouterr().err
     assert "alpaca_eval" in err and "24 judge calls" in err and "judge.max_budget_usd" in err
     monkeypatch.setenv(budget.CONFIRM_ENV, "1")
-    assert budget.main([*argv, "--judge", json.dumps({**PAID, "max_budget_usd": 0.001})]) == 0
+    assert budget_cli.main([*argv, "--judge", json.dumps({**PAID, "max_budget_usd": 0.001})]) == 0
 
 
 def test_harmless_main_checks_the_budget_before_judging(tmp_path: Path, results: Path) -> None:
@@ -288,7 +289,7 @@ def test_asset_benchmarks_are_estimated_from_their_asset_files(
     for name in ("mt_bench", "arena_hard"):
         source = {**full["datasets"][name], "path": str(REPO / full["datasets"][name]["path"])}
         prepare(name, {k: v for k, v in source.items() if k != "kind"}, results / f"data/{name}.jsonl")
-    rows = {r.benchmark: r for r in budget.plan_run(budget._load_config(config_path), results)}
+    rows = {r.benchmark: r for r in budget.plan_run(budget_cli.load_config(config_path), results)}
     assert all(r.estimate.calls == 0 and r.estimate.cost_usd is None for r in rows.values())
     assert "not fetched yet" in rows["mt_bench"].estimate.notes[0]
 
@@ -298,9 +299,9 @@ def test_asset_benchmarks_are_estimated_from_their_asset_files(
         for name, path in assets[benchmark].items():
             path.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(REPO / block["assets"][name]["path"], path)
-    assert budget.main(["--config", str(config_path), "--results", str(results)]) == 0
+    assert budget_cli.main(["--config", str(config_path), "--results", str(results)]) == 0
     assert "cannot be estimated" not in capsys.readouterr().out
-    rows = {r.benchmark: r for r in budget.plan_run(budget._load_config(config_path), results)}
+    rows = {r.benchmark: r for r in budget.plan_run(budget_cli.load_config(config_path), results)}
     questions = {name: len((results / f"data/{name}.jsonl").read_text().splitlines()) for name in rows}
     assert rows["arena_hard"].estimate.calls == 2 * questions["arena_hard"]  # two games per prompt
     assert rows["mt_bench"].estimate.calls == 2 * questions["mt_bench"]  # two turns per question
@@ -315,7 +316,7 @@ def test_asset_benchmarks_are_estimated_from_their_asset_files(
     assert found.calls == len(expected) and found.input_tokens == sum(expected_tokens(r) for r in expected)
     argv = ["--step", "--benchmark", "mt_bench", "--outputs", str(outputs), "--reference", str(prompts)]
     argv += ["--results", str(results), "--judge", json.dumps({**PAID, "max_budget_usd": 1e-6})]
-    assert budget.main(argv) == 3
+    assert budget_cli.main(argv) == 3
     assert f"{len(expected)} judge calls" in capsys.readouterr().err
     ah_outputs = tmp_path / "ah_outputs.json"
     ah_prompts = results / "data/arena_hard.jsonl"

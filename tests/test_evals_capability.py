@@ -10,7 +10,7 @@ import pytest
 
 from evals import capability as cap
 from evals import get_benchmark
-from suite.aggregate import result_rows
+from pipeline.aggregate import result_rows
 from suite.io import read_json
 
 REPO = Path(__file__).resolve().parents[1]

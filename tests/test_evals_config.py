@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from evals.budget import BUDGET_KEYS
-from suite.config import ConfigError, validate_config
+from pipeline.config import ConfigError, validate_config
 from tests.workflow_helpers import REPO, clean_checkout, snakemake
 
 OPENAI_KEYS = ["api_key_env", "base_url", "concurrency", "initial_backoff_s", "max_retries", "model", "timeout_s"]

@@ -9,7 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from evals.generate import generate_responses, main, make_responder, plan_batches, vllm_sampling, vllm_texts
+from pipeline.generate import main
+from suite.generation import generate_responses, make_responder, plan_batches, vllm_sampling, vllm_texts
 
 CONVERSATIONS = [
     [{"role": "user", "content": "How do I bake bread?"}],

@@ -17,7 +17,7 @@ from evals import harmless as hl
 from evals.judges import Judge, JudgeReply, JudgeRequest
 from evals.judges.offline import OfflineJudge
 from evals.results import IncompleteResultError
-from suite.aggregate import result_rows
+from pipeline.aggregate import result_rows
 from suite.data import DataError, prepare
 from suite.io import read_json, read_jsonl
 from tests.openai_stub import StubServer

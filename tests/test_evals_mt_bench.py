@@ -17,11 +17,11 @@ import pytest
 
 from evals import get_benchmark
 from evals import mt_bench as mt
-from evals.generate import converse, generate_responses
-from evals.generate import main as generate_main
 from evals.judges import CachedJudge, Judge, JudgeRequest
 from evals.results import IncompleteResultError
+from pipeline.generate import main as generate_main
 from suite import data
+from suite.generation import converse, generate_responses
 from suite.io import read_json, read_jsonl
 from tests.openai_stub import StubServer
 from tests.scripted_judge import ScriptedJudge
@@ -428,7 +428,7 @@ def test_dry_run_has_generate_and_evaluate_jobs_for_both_new_benchmarks(tmp_path
     for bench in ("mt_bench", "arena_hard"):
         assert f"--task {bench} " in run_.stdout
         assert f"--step evals.{bench} '--outputs" in run_.stdout
-        assert f"python -m evals.{bench} --fetch-asset" in run_.stdout
+        assert f"python -m pipeline.evaluate --step evals.{bench} '--fetch-asset" in run_.stdout
     paper = snakemake(work, "-n", "-p", "--configfile", "workflow/config/paper.yaml")
     assert paper.returncode == 0, paper.stderr[-3000:]
     assert "raw.githubusercontent.com/lm-sys/FastChat/" in paper.stdout

@@ -14,8 +14,8 @@ import yaml
 from evals import get_benchmark
 from evals import hh_helpful as hh
 from evals.judges import Judge, JudgeReply, JudgeRequest
-from suite.aggregate import result_rows, to_markdown
-from suite.config import ConfigError, validate_config
+from pipeline.aggregate import result_rows, to_markdown
+from pipeline.config import ConfigError, validate_config
 from suite.experiments import MAIN, runs
 from suite.io import read_json, write_json, write_jsonl
 from tests.workflow_helpers import REPO, clean_checkout, snakemake
@@ -251,5 +251,5 @@ def test_a_named_start_model_is_set_up_for_its_run_in_the_dag(tmp_path: Path) ->
     run = snakemake(work, "results/train/hh-llama-base/dpo/model", "-n", "-p", "--configfile", "named.yaml")
     assert run.returncode == 0, run.stderr
     assert "--name-or-path org/llama-hh-sft --revision 0123abc" in run.stdout
-    assert re.search(r"-m suite\.train --method dpo .*--model results/models/hh-llama-base/init ", run.stdout)
+    assert re.search(r"-m pipeline\.train --method dpo .*--model results/models/hh-llama-base/init ", run.stdout)
     assert "results/models/llama-base/sft" not in run.stdout, "a named start model needs no SFT stage"

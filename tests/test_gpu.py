@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from evals.generate import _hf_responder
 from suite.engine import PreferenceDataset
+from suite.generation import _hf_responder
 from suite.io import read_jsonl
 from suite.models import load_model, load_tokenizer
 from suite.reference import reference_logps

@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 import yaml
 
+from pipeline import models as models_cli
+from pipeline import reward as reward_cli
+from pipeline.config import ConfigError, validate_config
 from suite import models, reward
-from suite.config import ConfigError, validate_config
 from suite.provenance import POINTER, identity, tree_sha256
 from tests.workflow_helpers import REPO, clean_checkout, job_counts, snakemake
 
@@ -35,7 +37,7 @@ def test_variant_pointer_to_a_local_directory_records_its_content(
     tiny_model_dir: Path, tmp_path: Path, no_hub: None
 ) -> None:
     stage = tmp_path / "init"
-    models.main(["pointer", "--download", "--name-or-path", str(tiny_model_dir), "--out", str(stage)])
+    models_cli.main(["pointer", "--download", "--name-or-path", str(tiny_model_dir), "--out", str(stage)])
     pointer = json.loads((stage / POINTER).read_text())
     assert pointer["name_or_path"] == str(tiny_model_dir)
     assert pointer["content"] == identity(tiny_model_dir) == {"sha256": tree_sha256(tiny_model_dir)}
@@ -48,7 +50,7 @@ def test_variant_pointer_to_a_local_directory_records_its_content(
 
 def test_reward_model_pointer_to_a_local_directory(tiny_model_dir: Path, tmp_path: Path, no_hub: None) -> None:
     stage = tmp_path / "rm"
-    reward.main(["pointer", "--download", "--hub", str(tiny_model_dir), "--out", str(stage)])
+    reward_cli.main(["pointer", "--download", "--hub", str(tiny_model_dir), "--out", str(stage)])
     assert json.loads((stage / POINTER).read_text())["content"] == identity(tiny_model_dir)
     assert reward.reward_source(stage) == {
         "name_or_path": str(tiny_model_dir),
@@ -70,7 +72,7 @@ def test_hub_pointer_records_the_commit_an_unpinned_download_resolved_to(
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
     stage = tmp_path / "init"
-    models.main(
+    models_cli.main(
         ["pointer", "--download", "--name-or-path", "org/model", "--chat-template", "zephyr", "--out", str(stage)]
     )
     assert asked == [("org/model", None)]
@@ -84,7 +86,7 @@ def test_hub_pointer_records_the_commit_an_unpinned_download_resolved_to(
     assert models.resolve(stage)["revision"] == COMMIT  # loading reads exactly the commit downloaded
     assert identity(stage)["resolved_revision"] == COMMIT
     stage2 = tmp_path / "rm"
-    reward.main(["pointer", "--download", "--hub", "org/rm", "--revision", "v1", "--out", str(stage2)])
+    reward_cli.main(["pointer", "--download", "--hub", "org/rm", "--revision", "v1", "--out", str(stage2)])
     assert asked[-1] == ("org/rm", "v1")
     assert reward.reward_source(stage2)["revision"] == COMMIT
 

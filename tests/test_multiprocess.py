@@ -42,7 +42,7 @@ def env() -> dict[str, str]:
 
 def train_args(root: Path, method: str, training: dict, name: str) -> list[str]:
     return [
-        "-m", "suite.train", "--method", method, "--params", json.dumps(METHODS[method]),
+        "-m", "pipeline.train", "--method", method, "--params", json.dumps(METHODS[method]),
         "--model", str(root / "start"), "--data", str(root / "data.jsonl"), "--reference", str(root / "reference.pt"),
         "--training", json.dumps(training), "--checkpoints", str(root / "checkpoints" / name),
         "--out", str(root / name), "--log-history", str(root / f"{name}.json"),
@@ -130,7 +130,7 @@ def test_two_processes_generate_what_one_does(tiny_model_dir: Path, tmp_path: Pa
 
     def generate(prefix: list[str], out: Path) -> list[dict]:
         task = ["--task", "alpaca_eval", str(prompts), json.dumps(decoding), str(out)]
-        run([*prefix, "-m", "evals.generate", "--model", str(tiny_model_dir), *task, "--generator", "g",
+        run([*prefix, "-m", "pipeline.generate", "--model", str(tiny_model_dir), *task, "--generator", "g",
              "--batch-size", "2", "--seed", "3"])  # fmt: skip
         return json.loads(out.read_text())
 
@@ -145,7 +145,7 @@ def test_two_processes_generate_what_one_does(tiny_model_dir: Path, tmp_path: Pa
 
 @pytest.mark.slow
 def test_the_reference_rule_over_two_processes_writes_what_one_does(toy: Path, tmp_path: Path) -> None:
-    args = ["-m", "suite.reference", "--model", str(toy / "start"), "--data", str(toy / "data.jsonl"),
+    args = ["-m", "pipeline.reference", "--model", str(toy / "start"), "--data", str(toy / "data.jsonl"),
             "--training", json.dumps({**STEPS, "reference_batch_size": 3})]  # fmt: skip
     run([sys.executable, *args, "--out", str(tmp_path / "one.pt")])
     run([*launch("workflow/accelerate/ddp.yaml"), *args, "--out", str(tmp_path / "two.pt")])
@@ -167,7 +167,7 @@ def test_sft_over_two_processes_trains_like_one(toy: Path, tmp_path: Path) -> No
     sft = {**STEPS, "learning_rate": 1e-3, "max_steps": 3}
 
     def args(training: dict, name: str) -> list[str]:
-        return ["-m", "suite.sft", "--model", str(toy / "start"), "--data", str(data), "--training",
+        return ["-m", "pipeline.sft", "--model", str(toy / "start"), "--data", str(data), "--training",
                 json.dumps(training), "--checkpoints", str(tmp_path / "ck" / name), "--out", str(tmp_path / name),
                 "--log-history", str(tmp_path / f"{name}.json")]  # fmt: skip
 

@@ -17,15 +17,14 @@ import torch
 import yaml
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from evals.generate import generate_responses
-from suite.config import ConfigError, validate_config
+from pipeline.config import ConfigError, validate_config
+from pipeline.onpolicy import main
+from suite.generation import generate_isolated, generate_responses
 from suite.io import read_json, read_jsonl, write_jsonl
 from suite.onpolicy import (
     TIE_RULE,
     binarize,
-    generate_isolated,
     load_prompts,
-    main,
     sample,
     sample_seed,
     score_samples,
@@ -347,7 +346,7 @@ def test_dag_builds_onpolicy_data_for_llama_instruct(checkout: Path, configfile:
     config = yaml.safe_load((REPO / (configfile or "workflow/config/config.yaml")).read_text())
     data = config["variants"]["llama-instruct"]["preference_data"]
     assert "onpolicy" in config["datasets"][data]
-    trains = re.findall(r"-m suite\.train .*?--data (\S+) .*?--out results/train/([\w-]+)/", run.stdout)
+    trains = re.findall(r"-m pipeline\.train .*?--data (\S+) .*?--out results/train/([\w-]+)/", run.stdout)
     assert trains and {d for d, v in trains if v == "llama-instruct"} == {f"results/data/{data}.jsonl"}
     assert f"results/data/{data}.jsonl" not in {d for d, v in trains if v != "llama-instruct"}
     assert f"--out results/data/{data}.jsonl" in run.stdout, "binarize writes the file training reads"

@@ -1,4 +1,4 @@
-"""The paper run planned before it starts (suite/plan.py): its arithmetic against a hand computation on a small
+"""The paper run planned before it starts (pipeline/plan.py): its arithmetic against a hand computation on a small
 config, and the Slurm profile's runtimes against the plan (a training job must outlive a checkpoint interval)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from suite.config import validate_config
-from suite.plan import Hardware, Row, job_counts, plan, profile_fit
+from pipeline.config import validate_config
+from pipeline.plan import Hardware, Row, job_counts, plan, profile_fit
 from tests.workflow_helpers import REPO, clean_checkout
 
 PAPER = REPO / "workflow/config/paper.yaml"

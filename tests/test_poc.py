@@ -13,12 +13,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from pipeline.poc.config import load_poc_config, response_length, share_label
+from pipeline.poc.data import KINDS, fact_table, generate
+from pipeline.poc.models import check_single_tokens, corpus
+from pipeline.poc.report import paired_differences, summary_table, t_interval, write_summary
+from pipeline.poc.train import check_alignment
 from suite.engine import PreferenceDataset
-from suite.poc.config import load_poc_config, response_length, share_label
-from suite.poc.data import KINDS, fact_table, generate
-from suite.poc.models import check_single_tokens, corpus
-from suite.poc.report import paired_differences, summary_table, t_interval, write_summary
-from suite.poc.train import check_alignment
 from tests.workflow_helpers import job_counts
 
 REPO = Path(__file__).resolve().parents[1]

@@ -168,7 +168,7 @@ def big_toy(tmp_path_factory) -> Path:
 
 def train_command(root: Path, name: str) -> list[str]:
     return [
-        sys.executable, "-m", "suite.train", "--method", "dpo", "--params", json.dumps({"beta": 0.1}),
+        sys.executable, "-m", "pipeline.train", "--method", "dpo", "--params", json.dumps({"beta": 0.1}),
         "--model", str(root / "start"), "--data", str(root / "data.jsonl"), "--reference", str(root / "reference.pt"),
         "--training", json.dumps(KILL_TRAINING), "--checkpoints", str(root / "checkpoints" / name),
         "--out", str(root / name), "--log-history", str(root / f"{name}.history.json"),

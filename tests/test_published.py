@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from suite.published import PublishedError, load_published
+from pipeline.published import PublishedError, load_published
 from tests.workflow_helpers import REPO, clean_checkout, snakemake
 
 PUBLISHED = REPO / "workflow/resources/published.yaml"

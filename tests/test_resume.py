@@ -87,7 +87,7 @@ def test_training_killed_after_a_checkpoint_continues_like_an_uninterrupted_run(
     """AAO: the optimizer, scheduler, RNG, data order and its AW module all continue from the checkpoint."""
 
     def train(name: str) -> list[str]:
-        return [sys.executable, "-m", "suite.train", "--method", "aao", "--params", json.dumps({"beta": 0.1}),
+        return [sys.executable, "-m", "pipeline.train", "--method", "aao", "--params", json.dumps({"beta": 0.1}),
                 "--model", str(toy / "start"), "--data", str(toy / "data.jsonl"), "--reference",
                 str(toy / "reference.pt"), "--training", json.dumps(TRAIN), "--checkpoints", str(toy / "ck" / name),
                 "--out", str(toy / name), "--log-history", str(toy / f"{name}.json")]  # fmt: skip
@@ -109,7 +109,7 @@ def test_sft_killed_after_a_checkpoint_continues_like_an_uninterrupted_run(toy: 
     write_jsonl(data, [{"id": r["id"], "messages": [*r["prompt"], *r["chosen"]]} for r in toy_pairs("s")])
 
     def sft(name: str) -> list[str]:
-        return [sys.executable, "-m", "suite.sft", "--model", str(toy / "start"), "--data", str(data), "--training",
+        return [sys.executable, "-m", "pipeline.sft", "--model", str(toy / "start"), "--data", str(data), "--training",
                 json.dumps(TRAIN), "--checkpoints", str(toy / "sft-ck" / name), "--out", str(toy / name),
                 "--log-history", str(toy / f"{name}.json")]  # fmt: skip
 
@@ -121,7 +121,7 @@ def test_sft_killed_after_a_checkpoint_continues_like_an_uninterrupted_run(toy: 
 
 
 def reward_command(toy: Path, name: str) -> list[str]:
-    return [sys.executable, "-m", "suite.reward", "train", "--base", str(toy / "start"), "--data",
+    return [sys.executable, "-m", "pipeline.reward", "train", "--base", str(toy / "start"), "--data",
             str(toy / "data.jsonl"), "--training", json.dumps({**TRAIN, "max_length": 128}), "--held-out", "0",
             "--checkpoints", str(toy / "rm-ck" / name), "--out", str(toy / name), "--log-history",
             str(toy / f"{name}.json"), "--eval-out", str(toy / f"{name}.eval.json")]  # fmt: skip
@@ -140,14 +140,14 @@ def test_reward_model_killed_after_a_checkpoint_continues_like_an_uninterrupted_
 
 def sample_command(toy: Path, work: Path) -> list[str]:
     decoding = {"temperature": 1.0, "top_p": 0.95, "max_new_tokens": 24}
-    return [sys.executable, "-m", "suite.onpolicy", "sample", "--model", str(toy / "start"), "--prompts",
+    return [sys.executable, "-m", "pipeline.onpolicy", "sample", "--model", str(toy / "start"), "--prompts",
             str(toy / "data.jsonl"), "--n-samples", "2", "--decoding", json.dumps(decoding), "--shard-size", "2",
             "--batch-size", "2", "--seed", "0", "--work-dir", str(work / "shards"), "--out",
             str(work / "samples.jsonl"), "--meta", str(work / "samples.json")]  # fmt: skip
 
 
 def score_command(toy: Path, work: Path, samples: Path) -> list[str]:
-    return [sys.executable, "-m", "suite.onpolicy", "score", "--samples", str(samples), "--reward",
+    return [sys.executable, "-m", "pipeline.onpolicy", "score", "--samples", str(samples), "--reward",
             str(toy / "rm-straight"), "--dtype", "float32", "--batch-size", "2", "--shard-size", "1", "--work-dir",
             str(work / "shards"), "--out", str(work / "scores.jsonl"), "--meta", str(work / "scores.json")]  # fmt: skip
 
@@ -199,7 +199,7 @@ def test_an_evaluation_killed_while_judging_asks_nothing_already_answered_again(
                  "api_key_env": "RESUME_TEST_KEY", "concurrency": 1}  # fmt: skip
         args = (f"--outputs {outputs} --reference {reference} --judge '{json.dumps(judge)}' --cache {cache} "
                 f"--out {result} --annotations-out {tmp_path / 'annotations.json'}")  # fmt: skip
-        command = [sys.executable, "-m", "evals.evaluate", "--step", "evals.alpaca_eval", args]
+        command = [sys.executable, "-m", "pipeline.evaluate", "--step", "evals.alpaca_eval", args]
         os.environ["RESUME_TEST_KEY"] = "sk-test-resume"
         try:
             kill_when(command, lambda: cached(cache) >= len(records) // 3)

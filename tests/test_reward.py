@@ -11,11 +11,11 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from pipeline.reward import main
 from suite.io import read_json, read_jsonl, write_jsonl
 from suite.reward import (
     RewardModel,
     load_reward_model,
-    main,
     pair_accuracy,
     reward_source,
     score,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from suite.config import validate_config
+from pipeline.config import validate_config
 from suite.experiments import runs
 from tests.workflow_helpers import REPO, clean_checkout, job_counts, snakemake
 
@@ -65,13 +65,15 @@ def test_the_dag_trains_each_seed_and_shares_reference_log_probs(checkout: Path)
     assert two["reference_logps"] == one["reference_logps"], "reference log-probs are per (variant, data), not seed"
     assert two["aggregate"] == one["aggregate"] == 2 and two["claims"] == 1
 
-    train = re.search(r"-m suite\.train --method dpo .*?--out results/train/mistral-base-seed5/dpo/model.*", run.stdout)
+    pattern = r"-m pipeline\.train --method dpo .*?--out results/train/mistral-base-seed5/dpo/model.*"
+    train = re.search(pattern, run.stdout)
     assert train, "the second seed's DPO run"
     command = train.group(0)
     assert "--model results/models/mistral-base/sft " in command
     assert "--reference results/reference/mistral-base/ultrafeedback.pt " in command
     assert json.loads(re.search(r"--training '(\{.*?\})'", command).group(1))["seed"] == 5
-    generate = re.search(r"evals\.generate --model results/train/mistral-base-seed5/dpo/model .*", run.stdout).group(0)
+    pattern = r"pipeline\.generate --model results/train/mistral-base-seed5/dpo/model .*"
+    generate = re.search(pattern, run.stdout).group(0)
     assert "--seed 43" in generate, "each seed's run samples its own answers (top-level seed + replicate)"
     assert "results/eval/mistral-base-seed5/dpo/alpaca_eval.json" in run.stdout
 

@@ -15,12 +15,12 @@ import pandas as pd
 import pytest
 
 from evals.conversation import answer_record
-from suite import aggregate, plots
+from pipeline import aggregate, plots
+from pipeline.published import load_published
+from pipeline.tables import Context, Table, latex, load_scores, table_one
 from suite.history_keys import FINAL, KEY
 from suite.io import write_json
 from suite.models import load_tokenizer
-from suite.published import load_published
-from suite.tables import Context, Table, latex, load_scores, table_one
 from tests.workflow_helpers import REPO
 
 PUBLISHED = REPO / "workflow/resources/published.yaml"

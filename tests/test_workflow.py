@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from baselines import method_names
+from suite.methods import method_names
 from suite.provenance import identity
 from tests import browser
 from tests.workflow_helpers import REPO, clean_checkout, job_counts, snakemake
@@ -62,7 +62,7 @@ def test_paper_dry_run_shows_the_hh_branch(checkout: Path) -> None:
     paper = yaml.safe_load((REPO / "workflow/config/paper.yaml").read_text())
     for variant in paper["experiments"]["hh"]["variants"]:
         trains = re.findall(
-            rf"-m suite\.train --method (\S+) .*?--model (\S+) --data (\S+) .*?--out results/train/hh-{variant}/",
+            rf"-m pipeline\.train --method (\S+) .*?--model (\S+) --data (\S+) .*?--out results/train/hh-{variant}/",
             run.stdout,
         )
         assert {m for m, _, _ in trains} | {"tis_dpo", "rto"} == set(paper["methods"]) | {"dpo"}, trains
@@ -70,7 +70,7 @@ def test_paper_dry_run_shows_the_hh_branch(checkout: Path) -> None:
             (f"results/models/{variant}/sft", "results/data/hh.jsonl")
         }
         for method in paper["methods"]:
-            steps = re.search(rf"evals\.evaluate (.*results/eval/hh-{variant}/{method}/.*)", run.stdout)
+            steps = re.search(rf"pipeline\.evaluate (.*results/eval/hh-{variant}/{method}/.*)", run.stdout)
             assert steps, (variant, method)
             assert "evals.harmless" in steps.group(1) and "evals.hh_helpful" in steps.group(1)
             assert "evals.alpaca_eval" not in steps.group(1)
@@ -93,7 +93,7 @@ def test_slurm_profile_loads_and_requests_gpus(checkout: Path) -> None:
     assert job_counts(run.stdout)["train"] >= 4
     train_gpus = profile["set-resources"]["train"]["gpu"]
     launches = re.findall(
-        r"accelerate launch --config_file (\S+) --num_processes (\d+) --mixed_precision bf16 -m suite\.train",
+        r"accelerate launch --config_file (\S+) --num_processes (\d+) --mixed_precision bf16 -m pipeline\.train",
         run.stdout,
     )
     assert launches, "no training command in the dry run"

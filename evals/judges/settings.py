@@ -1,6 +1,6 @@
 """Judge backends' config keys, checked without importing any backend's client.
 
-The workflow checks the judge block when it starts (``suite/config.py``), so a
+The workflow checks the judge block when it starts (``pipeline/config.py``), so a
 typo fails ``snakemake -n`` instead of the evaluate job after training. An
 error names the key and lists the valid ones, and never repeats a value: a
 value in a judge config may be a pasted secret.

@@ -1,17 +1,17 @@
 # Stage 4: the tables, one set per experiment (results/tables/<experiment>*), the claims, and the report.
 #   aggregate: the flat per-run table (<experiment>.csv/.md, the machine-readable source), Table 1 in the
-#              paper's layout, every method against DPO with paired intervals, AAO - DPO (suite/aggregate.py)
-#   plots:     grouped bars, forest plot, score against length, training curves, squeezing (suite/plots.py)
-#   claims:    the paper's claims with our figure, interval and verdict (suite/claims.py)
+#              paper's layout, every method against DPO with paired intervals, AAO - DPO (pipeline/aggregate.py)
+#   plots:     grouped bars, forest plot, score against length, training curves, squeezing (pipeline/plots.py)
+#   claims:    the paper's claims with our figure, interval and verdict (pipeline/claims.py)
 # Every table (as HTML) and plot is a report() output: `snakemake --report results/report.html`.
 import os
 
-from suite.published import load_published
+from pipeline.published import load_published
 
 # Checked at start: a published number without a source (or with an unknown one) stops the run here.
 PUBLISHED = load_published(config["tables"]["published"])
 TABLE_KINDS = ("table1", "vs_dpo", "aao_vs_dpo")
-BOOTSTRAP_KEYS = {"rounds": "bootstrap_rounds", "seed": "bootstrap_seed", "confidence": "confidence"}  # suite.tables.Bootstrap
+BOOTSTRAP_KEYS = {"rounds": "bootstrap_rounds", "seed": "bootstrap_seed", "confidence": "confidence"}  # pipeline.tables.Bootstrap
 PLOT_KINDS = ("scores", "forest", "length", "training_curves", "squeezing")
 
 
@@ -152,7 +152,7 @@ rule aggregate:
     benchmark:
         "results/benchmarks/aggregate/{experiment}.tsv"
     shell:
-        "python -m suite.aggregate --scale {params.scale} --title {params.title:q} {params.prefix} "
+        "python -m pipeline.aggregate --scale {params.scale} --title {params.title:q} {params.prefix} "
         "--runs {params.runs:q} --results {params.results} --csv {output.csv} --md {output.md} "
         "--html {output.html} --paper-prefix results/tables/{wildcards.experiment} --published {input.published} "
         "--manifests {input.manifests} --models {params.models:q} --bootstrap {params.bootstrap:q} "
@@ -186,7 +186,7 @@ rule plots:
     benchmark:
         "results/benchmarks/plots/{experiment}.tsv"
     shell:
-        "python -m suite.plots --table1 {input.table1} --flat {input.flat} --comparisons {input.comparisons} "
+        "python -m pipeline.plots --table1 {input.table1} --flat {input.flat} --comparisons {input.comparisons} "
         "--histories {input.histories} --runs {params.runs:q} --control {params.control} "
         "--treatment {params.treatment} --scores-png {output.scores} --forest-png {output.forest} "
         "--length-png {output.length} --training-png {output.training} --squeezing-png {output.squeezing} > {log} 2>&1"
@@ -211,7 +211,7 @@ rule claims:
     benchmark:
         "results/benchmarks/claims.tsv"
     shell:
-        "python -m suite.claims --comparisons {params.comparisons} --published {input.published} "
+        "python -m pipeline.claims --comparisons {params.comparisons} --published {input.published} "
         "--scale {params.scale} --control {params.control} --treatment {params.treatment} "
         "--prefix results/tables/claims > {log} 2>&1"
 

@@ -63,7 +63,7 @@ rule train_dpo_reverse:
     benchmark:
         "results/benchmarks/train/{variant}/dpo_reverse.tsv"
     shell:
-        "{params.launch} -m suite.train --method dpo --swap-pairs --params {params.method_params:q} "
+        "{params.launch} -m pipeline.train --method dpo --swap-pairs --params {params.method_params:q} "
         "--model {input.model} --data {input.data} --reference {input.reference} --training {params.training:q} "
         "--checkpoints results/checkpoints/{wildcards.variant}/dpo_reverse --out {output.model} "
         "--log-history {output.history} > {log} 2>&1"
@@ -84,7 +84,7 @@ rule tis_weights:
     benchmark:
         "results/benchmarks/tis_weights/{variant}.tsv"
     shell:
-        "python -m suite.tis_weights --dpo {input.dpo} --reverse {input.reverse_dpo} --data {input.data} "
+        "python -m pipeline.tis_weights --dpo {input.dpo} --reverse {input.reverse_dpo} --data {input.data} "
         "--training {params.training:q} --params {params.method_params:q} --out {output} > {log} 2>&1"
 
 
@@ -103,7 +103,7 @@ rule train_tis_dpo:
     benchmark:
         "results/benchmarks/train/{variant}/tis_dpo.tsv"
     shell:
-        "{params.launch} -m suite.train --method tis_dpo --params {params.method_params:q} --model {input.model} "
+        "{params.launch} -m pipeline.train --method tis_dpo --params {params.method_params:q} --model {input.model} "
         "--data {input.data} --reference {input.reference} --artifact {input.weights} "
         "--training {params.training:q} --checkpoints results/checkpoints/{wildcards.variant}/tis_dpo "
         "--out {output.model} --log-history {output.history} > {log} 2>&1"
@@ -128,7 +128,7 @@ rule rto_reward_model:
     benchmark:
         "results/benchmarks/rto/{variant}/reward_model.tsv"
     shell:
-        "{params.launch} -m suite.reward train --base {input.base} --data {input.data} "
+        "{params.launch} -m pipeline.reward train --base {input.base} --data {input.data} "
         "--training {params.training:q} --held-out {params.held_out} "
         "--checkpoints results/checkpoints/{wildcards.variant}/rto_reward_model --out {output.model} "
         "--log-history {output.history} --eval-out {output.eval} > {log} 2>&1"
@@ -152,7 +152,7 @@ rule train_rto:
     benchmark:
         "results/benchmarks/train/{variant}/rto.tsv"
     shell:
-        "{params.launch} -m suite.rto --params {params.method_params:q} --model {input.model} --dpo {input.dpo} "
+        "{params.launch} -m pipeline.rto --params {params.method_params:q} --model {input.model} --dpo {input.dpo} "
         "--reward {input.reward} --data {input.data} --training {params.training:q} "
         "--checkpoints results/checkpoints/{wildcards.variant}/rto --out {output.model} "
         "--log-history {output.history} > {log} 2>&1"

@@ -47,13 +47,13 @@ rule capability_datasets:
     output:
         touch("results/data/capability_datasets.done"),
     params:
-        options=lambda w: as_json(capability_options()),
+        args=lambda w: f"--fetch --options {shlex.quote(as_json(capability_options()))}",
     log:
         "results/logs/capability_datasets.log",
     benchmark:
         "results/benchmarks/capability_datasets.tsv"
     shell:
-        "python -m evals.capability --fetch --options {params.options:q} > {log} 2>&1"
+        "python -m pipeline.evaluate --step evals.capability {params.args:q} > {log} 2>&1"
 
 
 rule capability:
@@ -63,11 +63,14 @@ rule capability:
         result="results/eval/{variant}/{method}/capability.json",
         annotations="results/eval/{variant}/{method}/capability.annotations.json",
     params:
-        options=lambda w: as_json(capability_options()),
+        args=lambda w, input, output: (
+            f"--model {input.model} --generator {w.variant}-{w.method} "
+            f"--options {shlex.quote(as_json(capability_options()))} --out {output.result} "
+            f"--samples-out {output.annotations}"
+        ),
     log:
         "results/logs/capability/{variant}/{method}.log",
     benchmark:
         "results/benchmarks/capability/{variant}/{method}.tsv"
     shell:
-        "python -m evals.capability --model {input.model} --generator {wildcards.variant}-{wildcards.method} "
-        "--options {params.options:q} --out {output.result} --samples-out {output.annotations} > {log} 2>&1"
+        "python -m pipeline.evaluate --step evals.capability {params.args:q} > {log} 2>&1"

@@ -5,10 +5,10 @@ import re
 import shlex
 import urllib.parse
 
-from baselines import get_method
+from suite.methods import get_method
 from evals import BENCHMARKS as BENCHMARK_MODULES
 from evals.budget import backend_config
-from suite.config import validate_config
+from pipeline.config import validate_config
 from suite.experiments import MAIN, experiment_benchmarks, experiment_names, experiment_title, runs
 from suite.io import plain_suffix
 
@@ -211,7 +211,7 @@ def benchmark_judge(bench):
 
 
 def evaluation_steps(wildcards):
-    """`--step MODULE ARGS` per generated benchmark of the run: its evaluator's command line (evals/evaluate.py)."""
+    """`--step MODULE ARGS` per generated benchmark of the run: its evaluator's command line (pipeline/evaluate.py)."""
     steps = []
     for b in run_benchmarks(wildcards):
         bench = benchmark_spec(wildcards, b)
@@ -238,7 +238,7 @@ def budget_checks(wildcards):
             continue
         inputs = benchmark_inputs(wildcards, b)
         checks += (
-            f"python -m evals.budget --step --benchmark {b} --outputs {inputs['outputs']} "
+            f"python -m pipeline.budget --step --benchmark {b} --outputs {inputs['outputs']} "
             f"--reference {inputs['reference']} --judge {shlex.quote(as_json(judge))} "
             f"--cache results/cache/judge.sqlite{benchmark_options(bench)} && "
         )

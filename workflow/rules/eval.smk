@@ -36,7 +36,7 @@ for _experiment in EXPERIMENTS:
         benchmark:
             "results/benchmarks/generate/{variant}/{method}.tsv"
         shell:
-            "{params.launch} -m evals.generate --model {input.model} {params.tasks} "
+            "{params.launch} -m pipeline.generate --model {input.model} {params.tasks} "
             "--generator {wildcards.variant}-{wildcards.method} --batch-size {params.batch_size} --seed {params.seed} > {log} 2>&1"
 
     rule:
@@ -58,7 +58,7 @@ for _experiment in EXPERIMENTS:
         benchmark:
             "results/benchmarks/evaluate/{variant}/{method}.tsv"
         shell:
-            "{params.budget}python -m evals.evaluate {params.steps} > {log} 2>&1"
+            "{params.budget}python -m pipeline.evaluate {params.steps} > {log} 2>&1"
 
 
 localrules:
@@ -75,7 +75,7 @@ rule alpaca_eval_lc_assets:
     benchmark:
         "results/benchmarks/alpaca_eval_lc_assets.tsv"
     shell:
-        "python -m evals.alpaca_eval --fetch-lc-assets > {log} 2>&1"
+        "python -m pipeline.evaluate --step evals.alpaca_eval --fetch-lc-assets > {log} 2>&1"
 
 
 def asset_source(wildcards):
@@ -94,16 +94,17 @@ rule benchmark_asset:
         asset=r"[A-Za-z0-9_]+\.[A-Za-z0-9]+",
     params:
         module=lambda w: BENCHMARK_MODULES[w.benchmark],
-        name=lambda w: w.asset.split(".", 1)[0],
-        source=lambda w: as_json(asset_source(w)),
-        options=lambda w: benchmark_options(config["benchmarks"][w.benchmark]),
+        # the benchmark module's own command line, run by the evaluation entry point
+        args=lambda w, output: (
+            f"--fetch-asset {w.asset.split('.', 1)[0]} --source {shlex.quote(as_json(asset_source(w)))}"
+            f"{benchmark_options(config['benchmarks'][w.benchmark])} --out {output[0]}"
+        ),
     log:
         "results/logs/benchmark_asset/{benchmark}/{asset}.log",
     benchmark:
         "results/benchmarks/benchmark_asset/{benchmark}/{asset}.tsv"
     shell:
-        "python -m {params.module} --fetch-asset {params.name} --source {params.source:q}{params.options} "
-        "--out {output} > {log} 2>&1"
+        "python -m pipeline.evaluate --step {params.module} {params.args:q} > {log} 2>&1"
 
 
 localrules:

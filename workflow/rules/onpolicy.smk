@@ -51,7 +51,7 @@ rule reward_model_hub:
     benchmark:
         "results/benchmarks/reward_model/{reward_model}.tsv"
     shell:
-        "python -m suite.reward pointer --download --hub {params.hub} {params.revision} {params.trust} "
+        "python -m pipeline.reward pointer --download --hub {params.hub} {params.revision} {params.trust} "
         "--out {output} > {log} 2>&1"
 
 
@@ -74,7 +74,7 @@ rule train_reward_model:
     benchmark:
         "results/benchmarks/reward_model/{reward_model}.tsv"
     shell:
-        "{params.launch} -m suite.reward train --base {input.base} --data {input.data} "
+        "{params.launch} -m pipeline.reward train --base {input.base} --data {input.data} "
         "--training {params.training:q} --held-out {params.held_out} "
         "--checkpoints results/checkpoints/reward_models/{wildcards.reward_model} --out {output.model} "
         "--log-history {output.history} --eval-out {output.eval} > {log} 2>&1"
@@ -104,7 +104,7 @@ rule onpolicy_sample:
     benchmark:
         "results/benchmarks/onpolicy/{dataset}.sample.tsv"
     shell:
-        "{params.launch} -m suite.onpolicy sample --model {input.model} --prompts {input.prompts} {params.limit} "
+        "{params.launch} -m pipeline.onpolicy sample --model {input.model} --prompts {input.prompts} {params.limit} "
         "--n-samples {params.n_samples} --decoding {params.decoding:q} --backend {params.backend} "
         "--shard-size {params.shard_size} --batch-size {params.batch_size} --seed {params.seed} "
         "--work-dir results/onpolicy/{wildcards.dataset}/shards --out {output.samples} --meta {output.meta} "
@@ -129,7 +129,7 @@ rule onpolicy_score:
     benchmark:
         "results/benchmarks/onpolicy/{dataset}.score.tsv"
     shell:
-        "python -m suite.onpolicy score --samples {input.samples} --reward {input.reward} --dtype {params.dtype} "
+        "python -m pipeline.onpolicy score --samples {input.samples} --reward {input.reward} --dtype {params.dtype} "
         "--batch-size {params.batch_size} --shard-size {params.shard_size} "
         "--work-dir results/onpolicy/{wildcards.dataset}/shards --out {output.scores} --meta {output.meta} "
         "> {log} 2>&1"
@@ -160,6 +160,6 @@ rule onpolicy_binarize:
     benchmark:
         "results/benchmarks/onpolicy/{dataset}.binarize.tsv"
     shell:
-        "python -m suite.onpolicy binarize --samples {input.samples} --samples-meta {input.samples_meta} "
+        "python -m pipeline.onpolicy binarize --samples {input.samples} --samples-meta {input.samples_meta} "
         "--scores {input.scores} --scores-meta {input.scores_meta} --describe {params.describe:q} "
         "--out {output.data} --meta {output.meta} > {log} 2>&1"

@@ -16,7 +16,7 @@ rule reference_logps:
     benchmark:
         "results/benchmarks/reference_logps/{variant}/{dataset}.tsv"
     shell:
-        "{params.launch} -m suite.reference --model {input.model} --data {input.data} --training {params.training:q} "
+        "{params.launch} -m pipeline.reference --model {input.model} --data {input.data} --training {params.training:q} "
         "--out {output} > {log} 2>&1"
 
 
@@ -42,7 +42,7 @@ rule train:
     benchmark:
         "results/benchmarks/train/{variant}/{method}.tsv"
     shell:
-        "{params.launch} -m suite.train --method {wildcards.method} --params {params.method_params:q} "
+        "{params.launch} -m pipeline.train --method {wildcards.method} --params {params.method_params:q} "
         "--model {input.model} --data {input.data} {params.reference} --training {params.training:q} "
         "--checkpoints results/checkpoints/{wildcards.variant}/{wildcards.method} --out {output.model} "
         "--log-history {output.history} > {log} 2>&1"

@@ -73,8 +73,8 @@ AAO_PARTS = {
 def build(model_name: str, method_name: str, device: str, batch: int, prompt: int, response: int, seed: int = 0):
     from transformers import TrainingArguments
 
-    from baselines import get_method
     from suite.engine import PreferenceCollator, PreferenceTrainer
+    from suite.methods import get_method
 
     model = build_llama(model_name, max_positions=max(512, prompt + response + 8), seed=seed, tie=model_name == "100m")
     registered, overrides = VARIANTS[method_name]

@@ -52,8 +52,8 @@ def setup_run(run: str, base, inputs, args, out_dir: Path) -> dict:
     import torch
     from transformers import TrainingArguments
 
-    from baselines import get_method
     from suite.engine import PreferenceCollator, PreferenceTrainer
+    from suite.methods import get_method
 
     name, params = RUNS[run]
     method = get_method(name)

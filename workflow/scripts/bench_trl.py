@@ -268,8 +268,8 @@ def suite_side(work: Workload, method_name: str, params: dict[str, Any]) -> Side
 
     from transformers import TrainingArguments
 
-    from baselines import get_method
     from suite.engine import PreferenceCollator, PreferenceTrainer
+    from suite.methods import get_method
 
     method = get_method(method_name)
     model = copy.deepcopy(work.policy)

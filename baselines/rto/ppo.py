@@ -7,7 +7,7 @@ state before it, ``logps[b, t]`` the log-probability the policy gave it. The
 module knows nothing about language models: :func:`ppo_update` calls back an
 ``evaluate`` function for the current log-probs and values of a set of
 trajectories, so the same code trains the toy policies of the tests and the
-language model of :mod:`suite.rto`.
+language model of :mod:`baselines.rto.trainer`.
 
 Why a PPO of our own: TRL 1.16 has no PPO trainer any more (only GRPO and
 RLOO, which have no critic and no per-token rewards), and OpenRLHF, where RTO

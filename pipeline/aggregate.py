@@ -1,4 +1,4 @@
-"""Every table of one experiment: the flat per-run table and the paper's (``suite.tables``).
+"""Every table of one experiment: the flat per-run table and the paper's (``pipeline.tables``).
 
 The flat table (``results/tables/<experiment>.csv``, ``.md``) is the
 machine-readable source: one row per (variant, method, seed), one column per
@@ -12,7 +12,7 @@ Beside it, with ``--paper-prefix``: Table 1 (``<prefix>_table1``), every
 method against the control (``<prefix>_vs_dpo``), the treatment's own small
 table (``<prefix>_aao_vs_dpo``), each as markdown, LaTeX, HTML and CSV, and
 all paired comparisons in ``<prefix>_comparisons.csv`` (read by
-``suite.claims``).
+``pipeline.claims``).
 """
 
 from __future__ import annotations
@@ -26,10 +26,9 @@ from typing import Any
 import pandas as pd
 
 from evals import get_benchmark
-from suite.io import atomic_path, read_json
-from suite.lengths import item_lengths, token_counter
-from suite.published import load_published
-from suite.tables import (
+from pipeline.lengths import item_lengths, token_counter
+from pipeline.published import load_published
+from pipeline.tables import (
     Bootstrap,
     Context,
     Score,
@@ -42,6 +41,7 @@ from suite.tables import (
     table_one,
     treatment_table,
 )
+from suite.io import atomic_path, read_json
 
 
 def result_rows(
@@ -180,7 +180,7 @@ def paper_tables(args: argparse.Namespace, scores: Sequence[Score], lengths: Map
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m suite.aggregate", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m pipeline.aggregate", description=__doc__)
     parser.add_argument("--results", type=Path, nargs="+", required=True)
     parser.add_argument("--scale", choices=["cpu", "paper"], required=True)
     parser.add_argument("--csv", type=Path, required=True)

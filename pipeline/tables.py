@@ -3,7 +3,7 @@
 Inputs are the result files of one experiment (``results/eval/<run>/<method>/<benchmark>.json``
 with their ``.annotations.json``), the runs' variants and seeds, response
 lengths, the training histories (squeezing diagnostic) and the published
-numbers (:mod:`suite.published`). Outputs are :class:`Table` objects, rendered
+numbers (:mod:`pipeline.published`). Outputs are :class:`Table` objects, rendered
 the same way to markdown, LaTeX (booktabs) and HTML, each with a tidy CSV
 that holds every number of its cells.
 
@@ -36,9 +36,9 @@ from typing import Any
 import pandas as pd
 
 from evals import get_benchmark
+from pipeline.published import LENGTH, SQUEEZING, Published, PublishedResult
 from suite.history_keys import FINAL
 from suite.io import read_json
-from suite.published import LENGTH, SQUEEZING, Published, PublishedResult
 from suite.stats import Interval, bootstrap_difference, combine_seeds
 
 METHOD_LABELS = {

@@ -18,7 +18,7 @@ and a weight in [low, high] = [0.7, 1.3] by one of two transforms:
 * ``clip``: s is clipped to [-clip, clip] (clip 1.5) and mapped linearly onto
   [low, high] (s = 0, where the models agree, gives the midpoint).
 
-The weights are computed once per variant by ``python -m suite.tis_weights``
+The weights are computed once per variant by ``python -m pipeline.tis_weights``
 (the workflow's ``tis_weights`` rule, after the reverse-DPO rule; the DPO model
 is the DPO run of the same variant) and stored keyed by record id with the
 tokenisation fingerprint. ``suite.train --artifact`` loads them and passes
@@ -36,8 +36,8 @@ import torch
 from torch import Tensor
 
 from baselines.dpo import weighted_dpo_by_record
-from baselines.registry import NON_NEGATIVE, POSITIVE, Method, ordered
 from suite.engine import LossOutput, PreferenceBatch
+from suite.methods import NON_NEGATIVE, POSITIVE, Method, ordered
 
 TRANSFORMS = ("rank", "clip")
 # The parameters that decide the weights; the stored artifact records them and the loss checks they still hold.
@@ -159,6 +159,6 @@ METHOD = Method(
         "clip": POSITIVE,
     },
     check_params=ordered("low", "high"),
-    description="DPO with token weights from a DPO and a reverse-DPO model (weights: suite.tis_weights)",
+    description="DPO with token weights from a DPO and a reverse-DPO model (weights: baselines.tis_dpo.weights)",
     artifact="tis_weights",
 )

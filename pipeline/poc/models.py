@@ -15,9 +15,9 @@ from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from pipeline.poc.data import KINDS, PROMPTS, SUBJECTS, SYNONYMS
 from suite.io import atomic_dir, read_jsonl
 from suite.models import build_tiny_model, save_model, train_tokenizer
-from suite.poc.data import KINDS, PROMPTS, SUBJECTS, SYNONYMS
 
 
 def task_words() -> list[str]:
@@ -65,7 +65,7 @@ def build_model(tokenizer_dir: Path, size: dict, seed: int, out: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m suite.poc.models", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m pipeline.poc.models", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     tok = sub.add_parser("tokenizer")
     tok.add_argument("--data", type=Path, nargs="+", required=True)

@@ -13,12 +13,12 @@ names). pi_theta is the policy that sampled the response (PPO's "old" policy),
 pi_ref the model PPO starts from (also the DPO model's reference).
 
 RTO is not a loss over preference pairs, so it does not train on
-:mod:`suite.engine`: :mod:`suite.rto` runs the PPO loop (rollouts, these rewards,
-:mod:`baselines.ppo`), and the workflow trains it with its own rule
+:mod:`suite.engine`: :mod:`baselines.rto.trainer` runs the PPO loop (rollouts, these rewards,
+:mod:`baselines.rto.ppo`), and the workflow trains it with its own rule
 (workflow/rules/baselines.smk). The registry entry exists so that the config,
 the tables and the evaluation see RTO like every other method; its defaults
-are the hyperparameters ``suite.rto`` reads (the config overrides them).
-Why the PPO is the suite's own is written in :mod:`baselines.ppo`.
+are the hyperparameters ``baselines.rto.trainer`` reads (the config overrides them).
+Why the PPO is the suite's own is written in :mod:`baselines.rto.ppo`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from baselines.registry import COUNT, NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, Method
+from suite.methods import COUNT, NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, Method
 
 
 def last_token_index(mask: Tensor) -> Tensor:
@@ -69,7 +69,7 @@ def token_rewards(
 def rto_loss(batch: Any, **params: Any) -> Any:
     raise TypeError(
         "RTO is PPO on sampled responses, not a loss over preference pairs: train it with "
-        "`python -m suite.rto` (the workflow's train_rto rule), not suite.train"
+        "`python -m pipeline.rto` (the workflow's train_rto rule), not suite.train"
     )
 
 
@@ -86,7 +86,7 @@ METHOD = Method(
         # optimisers: actor = the policy, critic = a value model (see critic_init)
         "actor_lr": 5.0e-7,
         "critic_lr": 9.0e-6,
-        # PPO (baselines.ppo.PPOConfig); micro batches are the training block's per_device_train_batch_size
+        # PPO (baselines.rto.ppo.PPOConfig); micro batches are the training block's per_device_train_batch_size
         "rollout_batch_size": 128,  # prompts sampled per PPO iteration (per process)
         "mini_batch_size": 32,
         "ppo_epochs": 1,
@@ -106,7 +106,7 @@ METHOD = Method(
         "reward_model_held_out": 0.05,
         "reward_batch_size": 8,
     },
-    description="RTO: PPO with dense DPO token rewards, a KL penalty and a final reward-model score (suite.rto)",
+    description="RTO: PPO with dense DPO token rewards, a KL penalty and a final reward-model score (rto.trainer)",
     params_schema={
         "beta_1": POSITIVE,
         "reward_clip": POSITIVE,
@@ -126,7 +126,7 @@ METHOD = Method(
         "max_new_tokens": COUNT,
         "critic_init": {"enum": ["reward_model", "policy"]},
         "reward_model": {"type": ["string", "null"]},
-        # a partial training block over the variant's (checked against the training schema by suite.config)
+        # a partial training block over the variant's (checked against the training schema by pipeline.config)
         "reward_model_training": {"type": "object"},
         "reward_model_held_out": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
         "reward_batch_size": COUNT,

@@ -1,9 +1,11 @@
-"""The one registry of training methods.
+"""The contract every training method fulfils (:class:`Method`) and the one registry of methods.
 
-Each entry maps a method name to the module that defines it; the module holds a
-module-level ``METHOD`` (a :class:`Method`). Modules are imported lazily so the
-workflow can list names without importing torch. Adding a method means one
-module, one line here and one config entry (see the README).
+It lives in the foundation, beside the engine that runs methods: the registry
+is a table of names and module paths (AAO in ``aao/``, the baselines in
+``baselines/``), imported by name only when a method is asked for, so the
+foundation imports nothing above it and the workflow can list names without
+importing torch. Each module holds a module-level ``METHOD``. Adding a method
+means one module, one line here and one config entry (see the README).
 """
 
 from __future__ import annotations

@@ -38,9 +38,9 @@ from transformers import TrainerCallback, TrainingArguments, set_seed
 from aao.config import AAOConfig
 from aao.similarity import token_similarity
 from aao.weights import token_weights
-from baselines import get_method
 from suite.engine import PreferenceCollator, PreferenceDataset, PreferenceTrainer, forward_batch
 from suite.io import read_jsonl, write_json
+from suite.methods import get_method
 from suite.models import load_model, load_tokenizer
 from suite.reference import reference_logps
 from suite.trainer_utils import trainer_fields
@@ -229,7 +229,7 @@ def run(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m suite.poc.train", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m pipeline.poc.train", description=__doc__)
     parser.add_argument("--model", type=Path, required=True, help="start model, also the reference")
     parser.add_argument("--train", type=Path, required=True)
     parser.add_argument("--heldout", type=Path, required=True)

@@ -26,10 +26,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from pipeline.published import LENGTH, SQUEEZING
+from pipeline.tables import method_label
 from suite.history_keys import KEY
 from suite.io import atomic_path, read_json
-from suite.published import LENGTH, SQUEEZING
-from suite.tables import method_label
 
 CURVES = ("loss", "rewards/margins", "rewards/accuracies")
 Z95 = 1.96
@@ -172,7 +172,7 @@ def _save(fig: plt.Figure, out: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m suite.plots", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m pipeline.plots", description=__doc__)
     parser.add_argument("--table1", type=Path, required=True, help="results/tables/<experiment>_table1.csv")
     parser.add_argument("--flat", type=Path, required=True, help="results/tables/<experiment>.csv")
     parser.add_argument("--comparisons", type=Path, required=True, help="results/tables/<experiment>_comparisons.csv")

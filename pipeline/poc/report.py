@@ -112,7 +112,7 @@ def to_markdown(table: pd.DataFrame, init: pd.DataFrame) -> str:
     lines = [
         "# PoC: held-out metrics after training (mean [95% t-interval] over seeds)",
         "",
-        "Tiny random-init Llama, synthetic pairs (see suite/poc/data.py). `init` is the start model "
+        "Tiny random-init Llama, synthetic pairs (see pipeline/poc/data.py). `init` is the start model "
         "(step 0), the same for every method; there the policy is the reference, every margin is exactly 0 "
         "and a tie counts as wrong, hence accuracy 0.",
         "",
@@ -329,7 +329,7 @@ def _weight_diagnostic(table, init, shares) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m suite.poc.report", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m pipeline.poc.report", description=__doc__)
     parser.add_argument("--runs", type=Path, nargs="+", required=True)
     parser.add_argument("--baseline", default="dpo")
     parser.add_argument("--order", nargs="*", default=[], help="method order in tables and plots")

@@ -19,11 +19,11 @@ from typing import Any
 import jsonschema
 import yaml
 
-from baselines.registry import MethodParamsError, get_method, method_names
 from evals import benchmark_names
 from evals.budget import BUDGET_KEYS, backend_config, budget_settings, check_budget_settings
 from evals.judges import check_judge_config
 from suite.experiments import MAIN, check_experiments, experiment_benchmarks, experiment_names
+from suite.methods import MethodParamsError, get_method, method_names
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 # Values shaped like credentials (OpenAI/Anthropic sk-..., Hugging Face hf_..., GitHub, AWS, Google, Slack).

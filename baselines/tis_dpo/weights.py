@@ -1,4 +1,4 @@
-"""TIS-DPO's token weights, computed once per variant from its DPO and reverse-DPO models (baselines/tis_dpo.py).
+"""TIS-DPO's token weights, computed once per variant from its DPO and reverse-DPO models (see the package).
 
 Both models score every response token of the variant's preference data (the
 same tokenisation training uses); the per-token log-prob differences become
@@ -13,10 +13,8 @@ reads::
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,7 @@ import torch
 
 from baselines.tis_dpo import METHOD, WEIGHT_PARAMS, token_weights
 from suite.engine import PreferenceDataset, precision, tokenization_fingerprint
-from suite.io import atomic_path, read_jsonl
+from suite.io import read_jsonl
 from suite.models import load_model, load_tokenizer
 from suite.reference import reference_logps
 
@@ -77,25 +75,3 @@ def summary(artifact: Mapping[str, Any]) -> dict[str, float]:
             out.update({f"{side}/mean": flat.mean().item(), f"{side}/min": flat.min().item()})
             out[f"{side}/max"] = flat.max().item()
     return out
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m suite.tis_weights", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dpo", type=Path, required=True, help="the variant's DPO model")
-    parser.add_argument("--reverse", type=Path, required=True, help="the DPO model trained on swapped pairs")
-    parser.add_argument("--data", type=Path, required=True, help="the preference data TIS-DPO trains on")
-    parser.add_argument("--training", required=True, help="JSON training block (max_length, max_prompt_length ...)")
-    parser.add_argument("--params", default="{}", help="JSON: TIS-DPO's hyperparameters (transform, low, high, clip)")
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    artifact = compute_tis_weights(
-        args.dpo, args.reverse, args.data, json.loads(args.training), json.loads(args.params)
-    )
-    with atomic_path(args.out) as tmp:
-        torch.save(artifact, tmp)
-    log.info("TIS weights of %d records: %s", len(artifact["values"]), summary(artifact))
-
-
-if __name__ == "__main__":
-    main()

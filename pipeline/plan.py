@@ -1,6 +1,6 @@
 """The paper run planned before it starts: jobs, GPUs, tokens, GPU-hours, wall time and judge cost, per rule.
 
-``python -m suite.plan --config workflow/config/paper.yaml`` prints one row per
+``python -m pipeline.plan --config workflow/config/paper.yaml`` prints one row per
 rule of the DAG (job counts from Snakemake's own dry run), then totals, then
 every assumption the numbers rest on. The model:
 
@@ -39,7 +39,7 @@ from typing import Any
 
 import yaml
 
-from suite.config import validate_config
+from pipeline.config import validate_config
 from suite.experiments import runs
 
 PEAK_TFLOPS = {"h100": 989.0, "h200": 989.0, "a100": 312.0}  # dense bf16, per GPU (vendor figures)
@@ -66,7 +66,7 @@ HUB_DATASETS = {
 BENCHMARK_PROMPTS = {"mt_bench": (80, 2, 70), "arena_hard": (500, 1, 200)}  # prompts, turns, prompt tokens
 ASSUMED_RESPONSE_TOKENS = 400  # a generated answer, when max_new_tokens allows it
 CAPABILITY_GPU_HOURS = 1.5  # lm-eval's six leaderboard tasks on one 8B model, one GPU (assumed)
-# USD per model and benchmark from `python -m evals.budget` on the real files (expected cost, 400-word answers);
+# USD per model and benchmark from `python -m pipeline.budget` on the real files (expected cost, 400-word answers);
 # used when the benchmark's files are not prepared on this machine. hh_helpful: 500 AlpacaEval-style calls.
 JUDGE_USD_PER_MODEL = {"alpaca_eval": 11.23, "mt_bench": 7.55, "arena_hard": 33.53, "harmless": 5.36,
                        "hh_helpful": 6.97}  # fmt: skip
@@ -468,7 +468,7 @@ def assumptions(hardware: Hardware) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m suite.plan", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m pipeline.plan", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--profile", type=Path, default=Path("slurm/config.yaml"))
     parser.add_argument("--nodes", type=int, default=4)

@@ -3,7 +3,7 @@
 A claim (``claims:`` in the published-numbers file) is about the treatment
 (AAO) minus the control (DPO) on one benchmark of one experiment, over its
 settings; the evidence is each setting's paired interval from
-``<experiment>_comparisons.csv`` (``suite.tables``). Verdicts, by kind:
+``<experiment>_comparisons.csv`` (``pipeline.tables``). Verdicts, by kind:
 
 * ``gain_everywhere`` (``direction: higher``, or ``lower`` for a quantity
   that should fall): **supported** when every setting's interval lies on the
@@ -30,10 +30,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from suite.aggregate import write_table
-from suite.published import Claim, Published, load_published
+from pipeline.aggregate import write_table
+from pipeline.published import Claim, Published, load_published
+from pipeline.tables import Table, method_label, number
 from suite.stats import Interval
-from suite.tables import Table, method_label, number
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_MEASURED = "supported", "contradicted", "inconclusive", "not measured"
 
@@ -143,7 +143,7 @@ def claims_table(
         )
     notes = [
         f"Figure: {contrast} in the setting the verdict rests on (the weakest, the largest or the farthest out, "
-        "by kind), with its paired 95% bootstrap interval; rules in suite/claims.py.",
+        "by kind), with its paired 95% bootstrap interval; rules in pipeline/claims.py.",
         f"Sources: {'; '.join(sorted({published.cite(c.source) for c in published.claims}))}.",
     ]
     if scale == "cpu":
@@ -153,7 +153,7 @@ def claims_table(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m suite.claims", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m pipeline.claims", description=__doc__)
     parser.add_argument("--comparisons", nargs="+", required=True, help="EXPERIMENT=path/to/<exp>_comparisons.csv")
     parser.add_argument("--published", type=Path, required=True)
     parser.add_argument("--scale", choices=["cpu", "paper"], required=True)

@@ -1,4 +1,4 @@
-"""RTO training: PPO on the variant's preference prompts with dense DPO token rewards (baselines/rto.py).
+"""RTO training: PPO on the variant's preference prompts with dense DPO token rewards (baselines/rto/__init__.py).
 
 Each PPO iteration samples one response per prompt from the current policy
 (temperature 1 over the full vocabulary, so the sampling distribution is the
@@ -6,8 +6,8 @@ policy whose log-probs PPO uses), scores it token by token
 (:func:`baselines.rto.token_rewards`: the clipped DPO log-ratio, the KL
 penalty, the reward model's score at the last token), estimates advantages
 with the critic (GAE) and takes ``ppo_epochs`` passes of clipped-surrogate and
-clipped-value updates (:mod:`baselines.ppo`). Why the PPO is the suite's own
-and not a library's is written in :mod:`baselines.ppo`.
+clipped-value updates (:mod:`baselines.rto.ppo`). Why the PPO is the suite's own
+and not a library's is written in :mod:`baselines.rto.ppo`.
 
 Models: the actor starts from the variant's start model, which is also the
 reference pi_ref (the DPO model's reference too); the DPO model is the DPO run
@@ -37,7 +37,6 @@ response), ``reward/return`` (the undiscounted sum of token rewards) and
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -51,10 +50,10 @@ from accelerate.utils import DistributedType, set_seed
 from torch import Tensor, nn
 from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
 
-from baselines.ppo import PPOConfig, Rollout, finish_rollout, ppo_update
 from baselines.rto import METHOD, token_rewards
+from baselines.rto.ppo import PPOConfig, Rollout, finish_rollout, ppo_update
 from suite.engine import IGNORE, forward_outputs, tokenization_fingerprint
-from suite.io import atomic_dir, atomic_path, read_jsonl, write_json
+from suite.io import atomic_dir, atomic_path, read_jsonl
 from suite.models import load_model, load_tokenizer, resolve
 from suite.provenance import identity, write_stamp
 from suite.reward import load_reward_model, reward_source
@@ -428,7 +427,7 @@ def run_rto(
     init_processes(training)
     provenance = run_provenance(
         "rto",
-        [*project_modules("baselines"), "suite.rto", "suite.engine"],
+        [*project_modules("baselines"), "baselines.rto.trainer", "suite.engine"],
         params=METHOD.resolve_params(params),
         training=training_provenance(training),
         model=identity(model_dir),
@@ -438,36 +437,3 @@ def run_rto(
     )
     trainer = RTOTrainer(params, model_dir, dpo_dir, reward_dir, data, training)
     return trainer.train(run_directory(checkpoints, provenance), out, provenance)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m suite.rto", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--params", default="{}", help="JSON: RTO's hyperparameters (over baselines/rto.py defaults)")
-    parser.add_argument("--model", type=Path, required=True, help="start model: the policy's start and the reference")
-    parser.add_argument("--dpo", type=Path, required=True, help="the variant's DPO model (dense token rewards)")
-    parser.add_argument("--reward", type=Path, required=True, help="reward model (directory or pointer stage)")
-    parser.add_argument("--data", type=Path, required=True, help="preference data whose prompts are sampled")
-    parser.add_argument("--training", required=True, help="JSON training block")
-    parser.add_argument("--checkpoints", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--log-history", type=Path, required=True)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    history = run_rto(
-        json.loads(args.params),
-        args.model,
-        args.dpo,
-        args.reward,
-        args.data,
-        json.loads(args.training),
-        args.checkpoints,
-        args.out,
-    )
-    from accelerate import PartialState
-
-    if PartialState().is_main_process:
-        write_json(args.log_history, history)
-
-
-if __name__ == "__main__":
-    main()

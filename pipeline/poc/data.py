@@ -28,8 +28,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pipeline.poc.config import response_length, share_label
 from suite.io import write_jsonl
-from suite.poc.config import response_length, share_label
 
 SUBJECTS = (
     "lemon", "river", "falcon", "tulip", "anchor", "violin", "glacier", "lantern",
@@ -161,7 +161,7 @@ def to_record(pair: Mapping[str, Any], record_id: str, share: float, length: int
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m suite.poc.data", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m pipeline.poc.data", description=__doc__)
     parser.add_argument("--config", required=True, help="JSON: the poc config block")
     parser.add_argument("--share", type=float, required=True)
     parser.add_argument("--train-out", type=Path, required=True)
