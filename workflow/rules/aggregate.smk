@@ -152,7 +152,7 @@ rule aggregate:
     benchmark:
         "results/benchmarks/aggregate/{experiment}.tsv"
     shell:
-        "python -m pipeline.aggregate --scale {params.scale} --title {params.title:q} {params.prefix} "
+        "{PYTHON} -m pipeline.aggregate --scale {params.scale} --title {params.title:q} {params.prefix} "
         "--runs {params.runs:q} --results {params.results} --csv {output.csv} --md {output.md} "
         "--html {output.html} --paper-prefix results/tables/{wildcards.experiment} --published {input.published} "
         "--manifests {input.manifests} --models {params.models:q} --bootstrap {params.bootstrap:q} "
@@ -186,7 +186,7 @@ rule plots:
     benchmark:
         "results/benchmarks/plots/{experiment}.tsv"
     shell:
-        "python -m pipeline.plots --table1 {input.table1} --flat {input.flat} --comparisons {input.comparisons} "
+        "{PYTHON} -m pipeline.plots --table1 {input.table1} --flat {input.flat} --comparisons {input.comparisons} "
         "--histories {input.histories} --runs {params.runs:q} --control {params.control} "
         "--treatment {params.treatment} --scores-png {output.scores} --forest-png {output.forest} "
         "--length-png {output.length} --training-png {output.training} --squeezing-png {output.squeezing} > {log} 2>&1"
@@ -211,7 +211,7 @@ rule claims:
     benchmark:
         "results/benchmarks/claims.tsv"
     shell:
-        "python -m pipeline.claims --comparisons {params.comparisons} --published {input.published} "
+        "{PYTHON} -m pipeline.claims --comparisons {params.comparisons} --published {input.published} "
         "--scale {params.scale} --control {params.control} --treatment {params.treatment} "
         "--prefix results/tables/claims > {log} 2>&1"
 

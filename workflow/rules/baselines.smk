@@ -84,7 +84,7 @@ rule tis_weights:
     benchmark:
         "results/benchmarks/tis_weights/{variant}.tsv"
     shell:
-        "python -m pipeline.tis_weights --dpo {input.dpo} --reverse {input.reverse_dpo} --data {input.data} "
+        "{PYTHON} -m pipeline.tis_weights --dpo {input.dpo} --reverse {input.reverse_dpo} --data {input.data} "
         "--training {params.training:q} --params {params.method_params:q} --out {output} > {log} 2>&1"
 
 

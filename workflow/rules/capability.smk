@@ -53,7 +53,7 @@ rule capability_datasets:
     benchmark:
         "results/benchmarks/capability_datasets.tsv"
     shell:
-        "python -m pipeline.evaluate --step evals.capability {params.args:q} > {log} 2>&1"
+        "{PYTHON} -m pipeline.evaluate --step evals.capability {params.args:q} > {log} 2>&1"
 
 
 rule capability:
@@ -73,4 +73,4 @@ rule capability:
     benchmark:
         "results/benchmarks/capability/{variant}/{method}.tsv"
     shell:
-        "python -m pipeline.evaluate --step evals.capability {params.args:q} > {log} 2>&1"
+        "{PYTHON} -m pipeline.evaluate --step evals.capability {params.args:q} > {log} 2>&1"

@@ -108,12 +108,17 @@ def train_inputs(wildcards):
     return inputs
 
 
+# How a one-process job starts Python: forked from the preload server (pipeline/preload.py) at CPU scale, where
+# a job's imports cost more than its work, or a plain interpreter.
+PYTHON = "python -m pipeline.preload" if config["compute"]["preload"] else "python"
+
+
 def launch_processes(resources):
     """One generation process per GPU the job holds (`accelerate launch` with the plain DDP config: no FSDP, whose
     RAM-efficient loading would leave the weights on rank 0 only); `python` for one."""
     processes = max(1, int(resources.get("gpu", 0) or 0))
     if processes == 1:
-        return "python"
+        return PYTHON
     return f"accelerate launch --config_file workflow/accelerate/ddp.yaml --num_processes {processes} --mixed_precision no"
 
 
@@ -127,7 +132,7 @@ def launch(resources, training):
     """
     processes = max(1, int(resources.get("gpu", 0) or 0))
     if processes == 1:
-        return "python"
+        return PYTHON
     return (
         f"accelerate launch --config_file {config['compute']['accelerate_config']} --num_processes {processes} "
         f"--mixed_precision {'bf16' if training.get('bf16') else 'no'}"
@@ -238,7 +243,7 @@ def budget_checks(wildcards):
             continue
         inputs = benchmark_inputs(wildcards, b)
         checks += (
-            f"python -m pipeline.budget --step --benchmark {b} --outputs {inputs['outputs']} "
+            f"{PYTHON} -m pipeline.budget --step --benchmark {b} --outputs {inputs['outputs']} "
             f"--reference {inputs['reference']} --judge {shlex.quote(as_json(judge))} "
             f"--cache results/cache/judge.sqlite{benchmark_options(bench)} && "
         )

@@ -60,5 +60,5 @@ for _suffix, _rule in (("jsonl", "prepare_data"), ("json", "prepare_data_json"))
         benchmark:
             "results/benchmarks/prepare_data/{dataset}.tsv"
         shell:
-            "python -m pipeline.data {params.kind} --source {params.source:q} {params.flags} --seed {params.seed} "
+            "{PYTHON} -m pipeline.data {params.kind} --source {params.source:q} {params.flags} --seed {params.seed} "
             "--out {output.data} --manifest {output.manifest} > {log} 2>&1"

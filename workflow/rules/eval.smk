@@ -58,7 +58,7 @@ for _experiment in EXPERIMENTS:
         benchmark:
             "results/benchmarks/evaluate/{variant}/{method}.tsv"
         shell:
-            "{params.budget}python -m pipeline.evaluate {params.steps} > {log} 2>&1"
+            "{params.budget}{PYTHON} -m pipeline.evaluate {params.steps} > {log} 2>&1"
 
 
 localrules:
@@ -75,7 +75,7 @@ rule alpaca_eval_lc_assets:
     benchmark:
         "results/benchmarks/alpaca_eval_lc_assets.tsv"
     shell:
-        "python -m pipeline.evaluate --step evals.alpaca_eval --fetch-lc-assets > {log} 2>&1"
+        "{PYTHON} -m pipeline.evaluate --step evals.alpaca_eval --fetch-lc-assets > {log} 2>&1"
 
 
 def asset_source(wildcards):
@@ -104,7 +104,7 @@ rule benchmark_asset:
     benchmark:
         "results/benchmarks/benchmark_asset/{benchmark}/{asset}.tsv"
     shell:
-        "python -m pipeline.evaluate --step {params.module} {params.args:q} > {log} 2>&1"
+        "{PYTHON} -m pipeline.evaluate --step {params.module} {params.args:q} > {log} 2>&1"
 
 
 localrules:

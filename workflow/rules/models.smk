@@ -20,7 +20,7 @@ rule tokenizer:
     benchmark:
         "results/benchmarks/tokenizer.tsv"
     shell:
-        "python -m pipeline.models tokenizer --corpus {input} --vocab-size {params.vocab} --out {output} > {log} 2>&1"
+        "{PYTHON} -m pipeline.models tokenizer --corpus {input} --vocab-size {params.vocab} --out {output} > {log} 2>&1"
 
 
 rule tiny_model:
@@ -36,7 +36,7 @@ rule tiny_model:
     benchmark:
         "results/benchmarks/tiny_model/{arch}.tsv"
     shell:
-        "python -m pipeline.models tiny --arch {wildcards.arch} --tokenizer {input} --size {params.size:q} "
+        "{PYTHON} -m pipeline.models tiny --arch {wildcards.arch} --tokenizer {input} --size {params.size:q} "
         "--seed {params.seed} --out {output} > {log} 2>&1"
 
 
@@ -75,7 +75,7 @@ rule init_hub_model:
     benchmark:
         "results/benchmarks/init_model/{variant}.tsv"
     shell:
-        "python -m pipeline.models pointer --download --name-or-path {params.hub} {params.revision} {params.template} "
+        "{PYTHON} -m pipeline.models pointer --download --name-or-path {params.hub} {params.revision} {params.template} "
         "--out {output} > {log} 2>&1"
 
 
@@ -91,7 +91,7 @@ rule init_tiny_base:
     benchmark:
         "results/benchmarks/init_model/{variant}.tsv"
     shell:
-        "python -m pipeline.models pointer --name-or-path {input} --out {output} > {log} 2>&1"
+        "{PYTHON} -m pipeline.models pointer --name-or-path {input} --out {output} > {log} 2>&1"
 
 
 rule init_tiny_instruct:

@@ -51,7 +51,7 @@ rule reward_model_hub:
     benchmark:
         "results/benchmarks/reward_model/{reward_model}.tsv"
     shell:
-        "python -m pipeline.reward pointer --download --hub {params.hub} {params.revision} {params.trust} "
+        "{PYTHON} -m pipeline.reward pointer --download --hub {params.hub} {params.revision} {params.trust} "
         "--out {output} > {log} 2>&1"
 
 
@@ -97,7 +97,7 @@ rule onpolicy_sample:
         limit=lambda w: limit_flag(onpolicy_spec(w)),
         batch_size=config["compute"]["generation_batch_size"],
         # vLLM spreads one model over the job's GPUs itself; the hf backend runs one process per GPU
-        launch=lambda w, resources: "python" if onpolicy_spec(w)["backend"] == "vllm" else launch_processes(resources),
+        launch=lambda w, resources: PYTHON if onpolicy_spec(w)["backend"] == "vllm" else launch_processes(resources),
         seed=config["seed"],
     log:
         "results/logs/onpolicy/{dataset}.sample.log",
@@ -129,7 +129,7 @@ rule onpolicy_score:
     benchmark:
         "results/benchmarks/onpolicy/{dataset}.score.tsv"
     shell:
-        "python -m pipeline.onpolicy score --samples {input.samples} --reward {input.reward} --dtype {params.dtype} "
+        "{PYTHON} -m pipeline.onpolicy score --samples {input.samples} --reward {input.reward} --dtype {params.dtype} "
         "--batch-size {params.batch_size} --shard-size {params.shard_size} "
         "--work-dir results/onpolicy/{wildcards.dataset}/shards --out {output.scores} --meta {output.meta} "
         "> {log} 2>&1"
@@ -160,6 +160,6 @@ rule onpolicy_binarize:
     benchmark:
         "results/benchmarks/onpolicy/{dataset}.binarize.tsv"
     shell:
-        "python -m pipeline.onpolicy binarize --samples {input.samples} --samples-meta {input.samples_meta} "
+        "{PYTHON} -m pipeline.onpolicy binarize --samples {input.samples} --samples-meta {input.samples_meta} "
         "--scores {input.scores} --scores-meta {input.scores_meta} --describe {params.describe:q} "
         "--out {output.data} --meta {output.meta} > {log} 2>&1"

@@ -41,7 +41,7 @@ rule poc_data:
     benchmark:
         "results/benchmarks/poc/data/share{poc_share}.tsv"
     shell:
-        "python -m pipeline.poc.data --config {params.config:q} --share {params.share} "
+        "{PYTHON} -m pipeline.poc.data --config {params.config:q} --share {params.share} "
         "--train-out {output.train} --heldout-out {output.heldout} > {log} 2>&1"
 
 
@@ -57,7 +57,7 @@ rule poc_tokenizer:
     benchmark:
         "results/benchmarks/poc/tokenizer.tsv"
     shell:
-        "python -m pipeline.poc.models tokenizer --data {input} --vocab-size {params.vocab} --out {output} > {log} 2>&1"
+        "{PYTHON} -m pipeline.poc.models tokenizer --data {input} --vocab-size {params.vocab} --out {output} > {log} 2>&1"
 
 
 rule poc_model:
@@ -74,7 +74,7 @@ rule poc_model:
     benchmark:
         "results/benchmarks/poc/model/seed{poc_seed}.tsv"
     shell:
-        "python -m pipeline.poc.models model --tokenizer {input} --size {params.size:q} --seed {wildcards.poc_seed} "
+        "{PYTHON} -m pipeline.poc.models model --tokenizer {input} --size {params.size:q} --seed {wildcards.poc_seed} "
         "--out {output} > {log} 2>&1"
 
 
@@ -100,7 +100,7 @@ rule poc_train:
         "results/benchmarks/poc/train/share{poc_share}/{poc_run}/seed{poc_seed}.tsv"
     shell:
         "OMP_NUM_THREADS={threads} TOKENIZERS_PARALLELISM=false "
-        "python -m pipeline.poc.train --model {input.model} --train {input.train} --heldout {input.heldout} "
+        "{PYTHON} -m pipeline.poc.train --model {input.model} --train {input.train} --heldout {input.heldout} "
         "--run-name {wildcards.poc_run} --method {params.method} --params {params.params:q} "
         "--training {params.training:q} --seed {wildcards.poc_seed} --threads {threads} --out {output} > {log} 2>&1"
 
@@ -122,5 +122,5 @@ rule poc_report:
     benchmark:
         "results/benchmarks/poc/report.tsv"
     shell:
-        "python -m pipeline.poc.report --runs {input} --baseline dpo --order {params.order} --csv {output.csv} "
+        "{PYTHON} -m pipeline.poc.report --runs {input} --baseline dpo --order {params.order} --csv {output.csv} "
         "--md {output.md} --paired-csv {output.paired} --png {output.png} --summary {output.summary} > {log} 2>&1"
