@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from typing import Any
 STAMP = ".provenance.json"  # hidden: never part of the content it describes
 POINTER = "pointer.json"  # the pointer stage's file (suite.models writes it)
 CHUNK = 1 << 20
+TORCH_SAVE_ID = "/.data/serialization_id"  # a per-process id inside every torch.save archive
 
 
 def digest(obj: Any, length: int = 16) -> str:
@@ -40,9 +42,23 @@ def digest(obj: Any, length: int = 16) -> str:
 
 
 def file_sha256(path: str | Path) -> str:
-    """sha256 of a file's bytes, read in chunks."""
+    """sha256 of a file's bytes, read in chunks; of a ``torch.save`` archive, of its records' contents.
+
+    ``torch.save`` names the archive's folder after the file it writes (the suite writes a temporary file with a
+    random name, then renames it) and records a serialization id, so two saves of equal tensors would otherwise
+    have different identities, and a recomputed reference would never let training resume.
+    """
+    path = Path(path)
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            if any(name.endswith(TORCH_SAVE_ID) for name in names):
+                h = hashlib.sha256()
+                for name in sorted(n for n in names if not n.endswith(TORCH_SAVE_ID)):
+                    h.update(name.split("/", 1)[-1].encode() + b"\0" + archive.read(name))
+                return h.hexdigest()
     h = hashlib.sha256()
-    with Path(path).open("rb") as handle:
+    with path.open("rb") as handle:
         while chunk := handle.read(CHUNK):
             h.update(chunk)
     return h.hexdigest()

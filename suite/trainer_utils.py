@@ -20,6 +20,7 @@ kept until the new one is complete.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import logging
 import os
@@ -129,7 +130,7 @@ def run_provenance(stage: str, code_modules: Iterable[str], **parts: Any) -> dic
         **parts,
         "processes": PartialState().num_processes,
         "code": code_version(code_modules),
-        "libraries": {name: sys.modules[name].__version__ for name in LIBRARIES if name in sys.modules},
+        "libraries": {name: importlib.metadata.version(name) for name in LIBRARIES},
     }
 
 

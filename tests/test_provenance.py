@@ -308,3 +308,13 @@ def test_rules_rerun_after_a_change_publish_a_new_model_and_say_why(tmp_path: Pa
     sft_log = (work / "results/logs/sft/llama-base.log").read_text()
     assert "starting fresh" in sft_log and "training.learning_rate: 0.002 -> 0.001" in sft_log
     assert "model.sha256:" in train_log.read_text()
+
+
+def test_equal_tensors_saved_by_two_processes_have_one_identity(tmp_path: Path) -> None:
+    """torch.save names its archive after the file (the suite's temporary one) and records a serialization id;
+    identity looks at the records' contents only, and still sees a changed value."""
+    script = "import sys, torch; torch.save({'x': torch.arange(4.0) * float(sys.argv[2])}, sys.argv[1])"
+    for name, scale in (("a.pt", "1"), ("b.pt", "1"), ("c.pt", "2")):
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / name), scale], check=True)
+    assert (tmp_path / "a.pt").read_bytes() != (tmp_path / "b.pt").read_bytes(), "torch.save became deterministic"
+    assert identity(tmp_path / "a.pt") == identity(tmp_path / "b.pt") != identity(tmp_path / "c.pt")
