@@ -428,7 +428,7 @@ def test_dry_run_has_generate_and_evaluate_jobs_for_both_new_benchmarks(tmp_path
     for bench in ("mt_bench", "arena_hard"):
         assert f"--task {bench} " in run_.stdout
         assert f"--step evals.{bench} '--outputs" in run_.stdout
-        assert f"python -m pipeline.evaluate --step evals.{bench} '--fetch-asset" in run_.stdout
+        assert f"-m pipeline.evaluate --step evals.{bench} '--fetch-asset" in run_.stdout
     paper = snakemake(work, "-n", "-p", "--configfile", "workflow/config/paper.yaml")
     assert paper.returncode == 0, paper.stderr[-3000:]
     assert "raw.githubusercontent.com/lm-sys/FastChat/" in paper.stdout
