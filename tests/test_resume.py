@@ -181,10 +181,16 @@ def test_onpolicy_sampling_and_scoring_killed_midway_reuse_their_finished_shards
 
 
 def cached(path: Path) -> int:
+    """Replies in the judge cache; 0 while the judging process has not yet created the file or its table."""
     if not path.exists():
         return 0
-    with sqlite3.connect(path) as db:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
         return db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
+    except sqlite3.OperationalError:  # the file exists, its table not yet
+        return 0
+    finally:
+        db.close()
 
 
 def test_an_evaluation_killed_while_judging_asks_nothing_already_answered_again(tmp_path: Path) -> None:
