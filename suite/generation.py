@@ -37,12 +37,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, set_seed
 
 from suite.io import read_json, write_json
 from suite.models import load_model, load_tokenizer, resolve
-from suite.processes import gather_mapping, job_processes, my_share
+from suite.processes import gather_mapping, job_processes, my_share, progress
 
 Conversation = Sequence[Mapping[str, str]]
 
@@ -118,7 +117,7 @@ def _hf_responder(model_dir: Path, dtype: str, batch_size: int, seed: int) -> Re
         batches = plan_batches(decodings, batch_size)
         local: dict[int, str] = {}
         mine = my_share(len(batches), processes)
-        for index in tqdm(mine, desc="generate", unit="batch", disable=not processes.is_local_main_process):
+        for index in progress(mine, processes, desc="generate", unit="batch"):
             sampling, members = batches[index]
             set_seed(batch_seed(seed, index))
             texts = _generate_batch(model, tokenizer, [conversations[i] for i in members], sampling)

@@ -9,12 +9,15 @@ gathered on every process, so a job's output never depends on N.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 from accelerate import PartialState
+from tqdm.auto import tqdm
+
+T = TypeVar("T")
 
 
 def job_processes(cuda: bool | None = None) -> PartialState:
@@ -29,6 +32,15 @@ def job_processes(cuda: bool | None = None) -> PartialState:
 def my_share(count: int, processes: PartialState) -> range:
     """The indices of ``count`` batches this process works on."""
     return range(processes.process_index, count, processes.num_processes)
+
+
+def progress(items: Iterable[T], processes: PartialState, **bar: Any) -> Iterator[T]:
+    """``items`` with a progress bar on the node's main process only.
+
+    Other processes pass ``disable=True``; the main one passes no ``disable`` at
+    all, so tqdm's own ``TQDM_DISABLE`` (and other ``TQDM_*`` settings) still apply.
+    """
+    return iter(tqdm(items, **bar) if processes.is_local_main_process else tqdm(items, disable=True, **bar))
 
 
 def gather_mapping(local: Mapping[Any, Any], processes: PartialState) -> dict[Any, Any]:

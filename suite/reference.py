@@ -17,7 +17,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from suite.engine import (
@@ -30,7 +29,7 @@ from suite.engine import (
 )
 from suite.io import atomic_path, read_jsonl
 from suite.models import load_model, load_tokenizer
-from suite.processes import gather_mapping, job_processes, my_share
+from suite.processes import gather_mapping, job_processes, my_share, progress
 from suite.provenance import differences, identity
 
 
@@ -55,7 +54,7 @@ def reference_logps(
     out: dict[str, dict[str, Tensor]] = {}
     starts = list(range(0, len(dataset), batch_size))
     mine = [starts[i] for i in my_share(len(starts), processes)]
-    for start in tqdm(mine, desc="reference log-probs", unit="batch", disable=not processes.is_local_main_process):
+    for start in progress(mine, processes, desc="reference log-probs", unit="batch"):
         items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         inputs = {k: v.to(model.device) if isinstance(v, Tensor) else v for k, v in collator(items).items()}
         with autocast(numeric, model.device):
