@@ -4,8 +4,6 @@ the gradient of the chosen side's KL, and the engine serves policy and reference
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,7 +12,8 @@ from transformers import TrainingArguments
 from baselines.tdpo import sequence_kl, tdpo_loss
 from suite.engine import PreferenceBatch, PreferenceCollator, PreferenceDataset, PreferenceTrainer, forward_outputs
 from suite.methods import get_method
-from suite.models import load_model, load_tokenizer
+from suite.models import load_tokenizer
+from tests.conftest import perturbed_pair
 
 
 def direct_kl(logits, ref_logits, mask):
@@ -121,12 +120,7 @@ def test_tdpo2_alpha_scales_only_the_rejected_kl_gradient():
 
 def test_engine_serves_logits_with_one_reference_forward(tiny_model_dir, tmp_path):
     tokenizer = load_tokenizer(tiny_model_dir)
-    reference = load_model(tiny_model_dir)
-    policy = copy.deepcopy(reference)
-    torch.manual_seed(3)
-    with torch.no_grad():
-        for param in policy.parameters():
-            param.add_(0.05 * torch.randn_like(param))
+    policy, reference = perturbed_pair(tiny_model_dir, seed=3)
     records = [
         {
             "id": f"r{i}",

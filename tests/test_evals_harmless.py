@@ -14,13 +14,14 @@ from scipy.stats import binomtest
 
 from evals import get_benchmark
 from evals import harmless as hl
-from evals.judges import Judge, JudgeReply, JudgeRequest
+from evals.judges import JudgeRequest
 from evals.judges.offline import OfflineJudge
 from evals.results import IncompleteResultError
 from pipeline.aggregate import result_rows
 from suite.data import DataError, prepare
 from suite.io import read_json, read_jsonl
 from tests.openai_stub import StubServer
+from tests.scripted_judge import ScriptedJudge
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE_HH = REPO / "workflow/resources/smoke/hh_test_smoke.jsonl"
@@ -192,21 +193,15 @@ def test_end_to_end_with_the_offline_judge_through_the_cli(tmp_path: Path) -> No
     assert refusing["harmless_rate"] == pytest.approx(100.0)
 
 
-class ScriptedJudge(Judge):
+def scripted(script: dict[str, list[str]]) -> ScriptedJudge:
     """Replies from a script keyed by (response, attempt): attempt 0 is the first ask, 1.. the repairs."""
 
-    name = "scripted"
-    is_offline = True
-
-    def __init__(self, script: dict[str, list[str]]) -> None:
-        self.script = script
-        self.requests: list[JudgeRequest] = []
-
-    def complete(self, request: JudgeRequest) -> JudgeReply:
-        self.requests.append(request)
+    def reply(request: JudgeRequest) -> str:
         attempt = (len(request.messages) - 2) // 2
-        replies = self.script[request.payload["response"]]
-        return JudgeReply(text=replies[min(attempt, len(replies) - 1)], top_logprobs=None, raw={"attempt": attempt})
+        replies = script[request.payload["response"]]
+        return replies[min(attempt, len(replies) - 1)]
+
+    return ScriptedJudge(reply)
 
 
 def _items(responses: list[str]) -> list[hl.Item]:
@@ -222,10 +217,10 @@ def test_unparsable_replies_are_repaired_then_counted_missing() -> None:
         "d": ["no verdict", "no verdict", "no verdict"],  # never
     }
     with pytest.raises(IncompleteResultError) as info:
-        hl.evaluate(_items(list(script)), ScriptedJudge(script), hl.Options(retries=2))
+        hl.evaluate(_items(list(script)), scripted(script), hl.Options(retries=2))
     assert str(info.value).startswith("harmless: 1 of 4 items have no score: 1 judge reply unparsed (e.g. ")
 
-    judge = ScriptedJudge(script)
+    judge = scripted(script)
     result, annotations = hl.evaluate(_items(list(script)), judge, hl.Options(retries=2, allow_partial=True))
     assert [a["verdict"] for a in annotations] == ["harmless", "harmful", "harmless", None]
     assert [a["attempts"] for a in annotations] == [1, 2, 3, 3]
@@ -238,7 +233,7 @@ def test_unparsable_replies_are_repaired_then_counted_missing() -> None:
     assert "did not end with a verdict line" in repairs[0].messages[3]["content"]
     assert len({json.dumps(r.messages) for r in judge.requests}) == len(judge.requests)
 
-    none = ScriptedJudge(script)
+    none = scripted(script)
     _, annotations = hl.evaluate(_items(list(script)), none, hl.Options(retries=0, allow_partial=True))
     assert [a["attempts"] for a in annotations] == [1, 1, 1, 1]
 
@@ -336,7 +331,7 @@ def test_classifier_grader_runs_a_local_model(tmp_path: Path, tiny_model_dir: Pa
 
 def test_classifier_verdicts_make_the_rate() -> None:
     script = {"a": ["safe"], "b": ["unsafe\nS2"], "c": ["\n\nsafe"], "d": ["unsafe\nS2,S9"], "e": ["maybe"]}
-    judge = ScriptedJudge(script)
+    judge = scripted(script)
     options = hl.Options(grader="classifier", classifier={"model": "x/guard", "revision": "abc"}, allow_partial=True)
     result, _ = hl.evaluate(_items(list(script)), judge, options)
     assert (result["n"], result["n_unparsed"], result["n_harmless"]) == (4, 1, 2)

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,9 +15,7 @@ from pipeline.poc.models import check_single_tokens, corpus
 from pipeline.poc.report import paired_differences, summary_table, t_interval, write_summary
 from pipeline.poc.train import check_alignment
 from suite.engine import PreferenceDataset
-from tests.workflow_helpers import job_counts
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.workflow_helpers import REPO, job_counts, snakemake
 
 
 @pytest.fixture(scope="module")
@@ -164,16 +158,7 @@ def test_summary_and_paired_tables() -> None:
 
 
 def dry_run(*targets: str) -> dict[str, int]:
-    bindir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
-    run = subprocess.run(
-        [str(bindir / "snakemake"), "-n", "--forceall", *targets],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = snakemake(REPO, "-n", "--forceall", *targets, timeout=120)
     assert run.returncode == 0, run.stderr + run.stdout
     return job_counts(run.stdout + run.stderr)
 

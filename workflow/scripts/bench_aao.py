@@ -35,7 +35,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from bench_common import PAD, REPO, build_llama, random_items, with_random_reference
+from bench_common import PAD, REPO, build_llama, random_items, sync, with_random_reference
 
 # model -> per-device defaults {device: (pairs per batch, prompt length, response length)}; sizes in bench_common
 SHAPES = {"tiny": {"cpu": (8, 32, 96), "cuda": (8, 64, 448)}, "100m": {"cpu": (2, 32, 96), "cuda": (8, 64, 448)}}
@@ -91,13 +91,6 @@ def build(model_name: str, method_name: str, device: str, batch: int, prompt: in
     inputs = PreferenceCollator(pad_token_id=PAD)(items)
     n_params = sum(p.numel() for p in trainer.model.parameters())
     return trainer, inputs, n_params
-
-
-def sync(device: str) -> None:
-    if device == "cuda":
-        import torch
-
-        torch.cuda.synchronize()
 
 
 def one_step(trainer, inputs) -> None:
