@@ -91,3 +91,7 @@ def test_the_slurm_profile_fits_the_paper_plan() -> None:
     for fit in fits:
         assert not fit.fatal, f"{fit.rule}: runtime {fit.runtime_min} min < checkpoint every {fit.checkpoint_min}"
         assert fit.restarts <= profile["retries"], fit
+        # the README's margins: a runtime about three times the planned job, far above a checkpoint interval
+        assert fit.runtime_min >= 2.5 * fit.job_min, f"{fit.rule}: runtime {fit.runtime_min} min, job {fit.job_min}"
+        if fit.checkpoint_min is not None:
+            assert fit.runtime_min >= 10 * fit.checkpoint_min, fit
