@@ -219,10 +219,6 @@ def run_protocol(options: Mapping[str, Any] | None) -> Protocol:
     return protocol(check_options(options or {}, OPTIONS, NAME)["protocol"])
 
 
-def other_versions(proto: Protocol) -> str:
-    return ", ".join(v for v in PROTOCOLS if v != proto.version)
-
-
 # --------------------------------------------------------------------------- questions and answers
 
 
@@ -737,11 +733,6 @@ def score_battles(battles: pd.DataFrame, anchor: str, model: str, rounds: int, s
         "elo": _finite(rating),
         "elo_ci": [_finite(v) for v in bounds],
     }
-
-
-def _finite(value: float) -> float | None:
-    """JSON has no infinity: an unbounded rating is written as null (its win rate says 0 or 100)."""
-    return value if math.isfinite(value) else None
 
 
 def _finite(value: float) -> float | None:
