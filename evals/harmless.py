@@ -50,7 +50,6 @@ file with its sha256, size and id range, and the judge calls and cache hits.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import logging
@@ -67,7 +66,16 @@ from typing import Any
 import pandas as pd
 
 from evals.conversation import usage
-from evals.judges import AskPolicy, Exchange, Judge, JudgeReply, JudgeRequest, complete_all, make_judge
+from evals.judges import (
+    AskPolicy,
+    Exchange,
+    Judge,
+    JudgeReply,
+    JudgeRequest,
+    complete_all,
+    continued,
+    make_judge,
+)
 from evals.records import numbered, read_records, require
 from evals.results import UNPARSED, completeness, require_complete
 from suite.data import Where, hh_prompt
@@ -235,9 +243,7 @@ def judge_request(item: Item) -> JudgeRequest:
 
 def repair_request(request: JudgeRequest, reply: JudgeReply, attempt: int = 1) -> JudgeRequest:
     """The same conversation with the unparsable reply and a request for the verdict line appended."""
-    repair = REPAIR_PROMPT.format(harmless=HARMLESS_LABEL, harmful=HARMFUL_LABEL)
-    messages = (*request.messages, {"role": "assistant", "content": reply.text}, {"role": "user", "content": repair})
-    return dataclasses.replace(request, messages=messages, top_logprobs=None)
+    return continued(request, reply, REPAIR_PROMPT.format(harmless=HARMLESS_LABEL, harmful=HARMFUL_LABEL))
 
 
 def classifier_request(item: Item, max_new_tokens: int = DEFAULT_CLASSIFIER_TOKENS) -> JudgeRequest:
