@@ -359,24 +359,14 @@ def annotation_requests(pairs: Any) -> list[JudgeRequest]:
     return recorder.requests
 
 
-def _alpaca_eval_requests(outputs: Path, reference: Path, options: Mapping[str, Any]) -> list[JudgeRequest]:
-    from evals import alpaca_eval
-    from suite.io import read_json
-
-    return annotation_requests(alpaca_eval.pair_outputs(read_json(reference), read_json(outputs)))
-
-
 Planner = Callable[..., list[JudgeRequest]]
-# Benchmarks whose module has no ``judge_requests(outputs, reference, options)`` of its own.
-# A benchmark with asset files (its module's ``ASSETS``) also takes them: ``judge_requests(..., assets={name: path})``.
-PLANNERS: dict[str, Planner] = {"alpaca_eval": _alpaca_eval_requests}
 
 
 def planner(benchmark: str) -> Planner | None:
+    """The module's ``judge_requests(outputs, reference, options)``; one with ``ASSETS`` also takes ``assets=``."""
     from evals import get_benchmark
 
-    module = get_benchmark(benchmark)
-    return getattr(module, "judge_requests", None) or PLANNERS.get(benchmark)
+    return getattr(get_benchmark(benchmark), "judge_requests", None)
 
 
 def grader_config(benchmark: str, judge_config: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
