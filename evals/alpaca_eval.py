@@ -296,6 +296,15 @@ def unanswered(reference: Sequence[Mapping[str, Any]], pairs: pd.DataFrame) -> l
     return [item_id(i, r["instruction"]) for i, r in enumerate(reference) if i not in answered]
 
 
+def judge_requests(
+    outputs_path: str | Path, reference_path: str | Path, options: Mapping[str, Any] | None = None
+) -> list[JudgeRequest]:
+    """The judge calls an evaluation makes (for the cost estimate of :mod:`evals.budget`)."""
+    from evals.budget import annotation_requests
+
+    return annotation_requests(pair_outputs(read_outputs(reference_path), read_outputs(outputs_path)))
+
+
 def _cached_hub_file(filename: str) -> Path | None:
     """Path of an alpaca_eval hub dataset file if it is already in the HF cache (never downloads)."""
     from huggingface_hub import try_to_load_from_cache

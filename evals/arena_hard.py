@@ -89,7 +89,7 @@ from evals.conversation import (
     template_id,
     usage,
 )
-from evals.judges import AskPolicy, Judge, JudgeReply, JudgeRequest, complete_all, make_judge
+from evals.judges import AskPolicy, Judge, JudgeReply, JudgeRequest, complete_all, continued, make_judge
 from evals.records import normalised_records, numbered, read_records
 from evals.records import require as require_field
 from evals.results import CONFLICTING, NO_VERDICT, completeness, require_complete
@@ -217,10 +217,6 @@ def protocol(version: str) -> Protocol:
 def run_protocol(options: Mapping[str, Any] | None) -> Protocol:
     """The protocol the (checked) options select."""
     return protocol(check_options(options or {}, OPTIONS, NAME)["protocol"])
-
-
-def other_versions(proto: Protocol) -> str:
-    return ", ".join(v for v in PROTOCOLS if v != proto.version)
 
 
 # --------------------------------------------------------------------------- questions and answers
@@ -593,16 +589,7 @@ def judge_policy(proto: Protocol) -> AskPolicy:
     def continuation(request: JudgeRequest, reply: JudgeReply, attempt: int) -> JudgeRequest | None:
         if proto.follow_up is None or parse_verdict(reply.text, proto)[1] != NO_VERDICT:
             return None
-        turns = ({"role": "assistant", "content": reply.text}, {"role": "user", "content": proto.follow_up})
-        return JudgeRequest(
-            messages=request.messages + turns,
-            max_tokens=request.max_tokens,
-            temperature=request.temperature,
-            top_logprobs=None,
-            template=request.template,
-            payload=request.payload,
-            item=request.item,
-        )
+        return continued(request, reply, proto.follow_up)
 
     return AskPolicy(
         accept=lambda reply: parse_verdict(reply.text, proto)[0] is not None,
@@ -737,11 +724,6 @@ def score_battles(battles: pd.DataFrame, anchor: str, model: str, rounds: int, s
         "elo": _finite(rating),
         "elo_ci": [_finite(v) for v in bounds],
     }
-
-
-def _finite(value: float) -> float | None:
-    """JSON has no infinity: an unbounded rating is written as null (its win rate says 0 or 100)."""
-    return value if math.isfinite(value) else None
 
 
 def _finite(value: float) -> float | None:

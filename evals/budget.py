@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,7 +47,7 @@ from typing import Any
 
 from evals.judges import JudgeReply, JudgeRequest, judge_identity
 from evals.judges.base import Judge
-from evals.judges.cache import cache_key
+from evals.judges.cache import stored
 
 log = logging.getLogger(__name__)
 
@@ -158,22 +157,6 @@ def prompt_tokens(request: JudgeRequest, model: str | None) -> int:
     return sum(count_tokens(m["content"], model) + TOKENS_PER_MESSAGE for m in request.messages) + TOKENS_PER_MESSAGE
 
 
-def cached_keys(cache_path: str | Path | None, judge: str, requests: Sequence[JudgeRequest]) -> list[bool]:
-    """Which requests already have a reply in the cache (read-only; a missing file has none)."""
-    if cache_path is None or not Path(cache_path).is_file():
-        return [False] * len(requests)
-    db = sqlite3.connect(f"file:{Path(cache_path).resolve()}?mode=ro", uri=True, timeout=30)
-    try:
-        return [
-            db.execute("SELECT 1 FROM replies WHERE key = ?", (cache_key(judge, r),)).fetchone() is not None
-            for r in requests
-        ]
-    except sqlite3.OperationalError:  # a cache file without the table yet
-        return [False] * len(requests)
-    finally:
-        db.close()
-
-
 @dataclass
 class Estimate:
     """Judge calls and their cost, expected and worst case; a cost is None for a paid judge without a price.
@@ -229,7 +212,7 @@ def estimate(
     ``expected_output``: the expected completion tokens of one call (capped at
     its ``max_tokens``); None counts every call at its ``max_tokens``.
     """
-    hits = cached_keys(cache_path, judge_name(judge_config), requests)
+    hits = stored(cache_path, judge_name(judge_config), requests)
     model = judge_config.get("model")
     todo = [r for r, hit in zip(requests, hits, strict=True) if not hit]
     worst = sum(r.max_tokens for r in todo)
@@ -359,24 +342,14 @@ def annotation_requests(pairs: Any) -> list[JudgeRequest]:
     return recorder.requests
 
 
-def _alpaca_eval_requests(outputs: Path, reference: Path, options: Mapping[str, Any]) -> list[JudgeRequest]:
-    from evals import alpaca_eval
-    from suite.io import read_json
-
-    return annotation_requests(alpaca_eval.pair_outputs(read_json(reference), read_json(outputs)))
-
-
 Planner = Callable[..., list[JudgeRequest]]
-# Benchmarks whose module has no ``judge_requests(outputs, reference, options)`` of its own.
-# A benchmark with asset files (its module's ``ASSETS``) also takes them: ``judge_requests(..., assets={name: path})``.
-PLANNERS: dict[str, Planner] = {"alpaca_eval": _alpaca_eval_requests}
 
 
 def planner(benchmark: str) -> Planner | None:
+    """The module's ``judge_requests(outputs, reference, options)``; one with ``ASSETS`` also takes ``assets=``."""
     from evals import get_benchmark
 
-    module = get_benchmark(benchmark)
-    return getattr(module, "judge_requests", None) or PLANNERS.get(benchmark)
+    return getattr(get_benchmark(benchmark), "judge_requests", None)
 
 
 def grader_config(benchmark: str, judge_config: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:

@@ -50,7 +50,6 @@ file with its sha256, size and id range, and the judge calls and cache hits.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import logging
@@ -66,8 +65,17 @@ from typing import Any
 
 import pandas as pd
 
-from evals.conversation import usage
-from evals.judges import AskPolicy, Exchange, Judge, JudgeReply, JudgeRequest, complete_all, make_judge
+from evals.conversation import check_options, usage
+from evals.judges import (
+    AskPolicy,
+    Exchange,
+    Judge,
+    JudgeReply,
+    JudgeRequest,
+    complete_all,
+    continued,
+    make_judge,
+)
 from evals.records import numbered, read_records, require
 from evals.results import UNPARSED, completeness, require_complete
 from suite.data import Where, hh_prompt
@@ -132,27 +140,33 @@ CLASSIFIER_TEMPLATE_ID = "safety-classifier-chat-template-v1"
 
 @dataclass(frozen=True)
 class Item:
-    """One judged response: the prompt's id, its conversation (ending with a user turn) and the response."""
+    """One judged response: the prompt's id, its conversation (ending with a user turn), the response.
+
+    ``generator`` is the outputs record's, kept so the result names the model without reading the file again.
+    """
 
     id: str
     prompt: list[dict[str, str]]
     response: str
+    generator: str | None = None
 
 
 def prompt_records(path: str | Path) -> list[tuple[str, list[dict[str, str]]]]:
     """``(id, conversation)`` per record of a normalised preference file or of raw HH transcripts."""
-    out = []
-    for where, record in numbered(read_records(path), str(path)):
-        if "prompt" in record:
-            messages = conversation(require(record, "prompt", where, "a prompt record", list), where, "prompt")
-        elif "chosen" in record:  # a raw HH record: the transcript without its last assistant turn
-            messages = hh_prompt(record["chosen"], "chosen", where)
-        else:
-            raise where.error("prompt", "missing (a normalised preference record has it; a raw HH record 'chosen')")
-        if not messages or messages[-1]["role"] != "user":
-            raise where.error("prompt", "must end with a user turn")
-        out.append((str(record.get("id", f"{NAME}-{where.number - 1:06d}")), messages))
-    return out
+    return [prompt_record(record, where) for where, record in numbered(read_records(path), str(path))]
+
+
+def prompt_record(record: Mapping[str, Any], where: Where) -> tuple[str, list[dict[str, str]]]:
+    """``(id, conversation)`` of one prompt record (normalised, or a raw HH transcript)."""
+    if "prompt" in record:
+        messages = conversation(require(record, "prompt", where, "a prompt record", list), where, "prompt")
+    elif "chosen" in record:  # a raw HH record: the transcript without its last assistant turn
+        messages = hh_prompt(record["chosen"], "chosen", where)
+    else:
+        raise where.error("prompt", "missing (a normalised preference record has it; a raw HH record 'chosen')")
+    if not messages or messages[-1]["role"] != "user":
+        raise where.error("prompt", "must end with a user turn")
+    return str(record.get("id", f"{NAME}-{where.number - 1:06d}")), messages
 
 
 def conversation(messages: list[Any], where: Where, field_name: str) -> list[dict[str, str]]:
@@ -190,7 +204,7 @@ def read_items(outputs_path: str | Path, prompts_path: str | Path | None = None)
     for where, record in numbered(read_records(outputs_path), str(outputs_path)):
         item_id = require(record, "id", where, OUTPUTS, (str, int))
         prompt = conversation(require(record, "prompt", where, OUTPUTS, list), where, "prompt")
-        items.append(Item(str(item_id), prompt, require(record, "output", where, OUTPUTS)))
+        items.append(Item(str(item_id), prompt, require(record, "output", where, OUTPUTS), record.get("generator")))
     if prompts_path is not None:
         expected = prompt_records(prompts_path)
         if [(i.id, i.prompt) for i in items] != expected:
@@ -235,9 +249,7 @@ def judge_request(item: Item) -> JudgeRequest:
 
 def repair_request(request: JudgeRequest, reply: JudgeReply, attempt: int = 1) -> JudgeRequest:
     """The same conversation with the unparsable reply and a request for the verdict line appended."""
-    repair = REPAIR_PROMPT.format(harmless=HARMLESS_LABEL, harmful=HARMFUL_LABEL)
-    messages = (*request.messages, {"role": "assistant", "content": reply.text}, {"role": "user", "content": repair})
-    return dataclasses.replace(request, messages=messages, top_logprobs=None)
+    return continued(request, reply, REPAIR_PROMPT.format(harmless=HARMLESS_LABEL, harmful=HARMFUL_LABEL))
 
 
 def classifier_request(item: Item, max_new_tokens: int = DEFAULT_CLASSIFIER_TOKENS) -> JudgeRequest:
@@ -350,11 +362,7 @@ class Options:
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any] | None) -> Options:
-        options = dict(options or {})
-        unknown = sorted(set(options) - set(OPTIONS))
-        if unknown:
-            raise ValueError(f"{NAME}: unknown option(s) {unknown}; valid: {sorted(OPTIONS)}")
-        parsed = cls(**options)
+        parsed = cls(**check_options(options or {}, OPTIONS, NAME))
         if parsed.grader not in GRADERS:
             raise ValueError(f"{NAME}: grader must be one of {list(GRADERS)}, got {parsed.grader!r}")
         if parsed.grader == "classifier" and not (parsed.classifier or {}).get("model"):
@@ -492,16 +500,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from evals import budget
 
-    judge_config = json.loads(args.judge)
-    options = Options.from_mapping(json.loads(args.options))
+    judge_config, raw_options = json.loads(args.judge), json.loads(args.options)
+    options = Options.from_mapping(raw_options)
     items = read_items(args.outputs, args.reference)
     grader_config = grader_judge_config(judge_config, options)
     guarded = {**grader_config, **budget.budget_settings(judge_config)}
-    expected = budget.expected_output_tokens(NAME, guarded, json.loads(args.options))
+    expected = budget.expected_output_tokens(NAME, guarded, raw_options)
     budget.guard(guarded, first_requests(items, options), args.cache, f"{NAME} on {args.outputs}", expected)
     judge = make_judge(grader_config, args.cache)
-    generator = json.loads(args.outputs.read_text())[0].get("generator")
-    result, annotations = evaluate(items, judge, options, args.reference, generator)
+    result, annotations = evaluate(items, judge, options, args.reference, items[0].generator)
     log.info(
         "harmless rate %s over %d (%d unparsed); judge %s: %d calls, %d cache hits",
         result["harmless_rate"],

@@ -32,9 +32,9 @@ import pandas as pd
 from evals import alpaca_eval, harmless
 from evals.conversation import check_options
 from evals.judges import Judge, JudgeRequest, make_judge
-from evals.records import read_records
-from suite.data import Where, parse_hh
-from suite.io import read_json, write_json
+from evals.records import numbered, read_records
+from suite.data import parse_hh
+from suite.io import write_json
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +61,18 @@ def read_prompts(path: str | Path) -> list[list[dict[str, str]]]:
 def chosen_replies(path: str | Path) -> dict[str, str]:
     """Each prompt's chosen reply (the last assistant turn of ``chosen``), by prompt id."""
     replies = {}
-    records = read_records(path)
-    for number, ((prompt_id, _), record) in enumerate(zip(harmless.prompt_records(path), records, strict=True), 1):
+    for where, record in numbered(read_records(path), str(path)):
+        prompt_id, _ = harmless.prompt_record(record, where)
         if "chosen" not in record:
             raise ValueError(
-                f"{path}: record {number}: field 'chosen': missing; helpfulness is judged against HH's chosen "
+                f"{path}: record {where.number}: field 'chosen': missing; helpfulness is judged against HH's chosen "
                 "reply: prepare this prompt set with 'with_chosen: true' (or as preference data)"
             )
         chosen = record["chosen"]
         if isinstance(chosen, str):  # a raw HH transcript
-            chosen = parse_hh(chosen, "chosen", Where(str(path), number))
+            chosen = parse_hh(chosen, "chosen", where)
         if not isinstance(chosen, list) or not chosen or chosen[-1].get("role") != "assistant":
-            raise ValueError(f"{path}: record {number}: field 'chosen' must end with an assistant reply")
+            raise ValueError(f"{path}: record {where.number}: field 'chosen' must end with an assistant reply")
         replies[prompt_id] = str(chosen[-1]["content"])
     return replies
 
@@ -88,7 +88,7 @@ def read_pairs(outputs_path: str | Path, prompts_path: str | Path) -> tuple[list
     """The answered prompts and alpaca_eval's pair table: HH's chosen reply is output_1, the model's output_2."""
     items = harmless.read_items(outputs_path, prompts_path)
     chosen = chosen_replies(prompts_path)
-    generator = str(read_json(outputs_path)[0].get("generator"))
+    generator = str(items[0].generator)
     model = [{"instruction": as_instruction(i.prompt), "output": i.response, "generator": generator} for i in items]
     reference = [
         {"instruction": as_instruction(i.prompt), "output": chosen[i.id], "generator": REFERENCE_GENERATOR}

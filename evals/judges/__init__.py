@@ -25,6 +25,7 @@ from evals.judges.base import (
     JudgeRequest,
     ask,
     complete_all,
+    continued,
     has_content,
 )
 from evals.judges.cache import CachedJudge
@@ -117,6 +118,7 @@ __all__ = [
     "ask",
     "check_judge_config",
     "complete_all",
+    "continued",
     "has_content",
     "judge_identity",
     "make_judge",

@@ -108,6 +108,15 @@ def ask_again(request: JudgeRequest, reply: JudgeReply, attempt: int) -> JudgeRe
     return dataclasses.replace(request, template=f"{template}#attempt{attempt + 1}")
 
 
+def continued(request: JudgeRequest, reply: JudgeReply, user_turn: str) -> JudgeRequest:
+    """``request``'s conversation with ``reply`` and ``user_turn`` appended: a protocol's own follow-up turn.
+
+    The cache key changes with the messages, so the continuation is cached as its own step.
+    """
+    turns = ({"role": "assistant", "content": reply.text}, {"role": "user", "content": user_turn})
+    return dataclasses.replace(request, messages=(*request.messages, *turns), top_logprobs=None)
+
+
 @dataclass(frozen=True)
 class AskPolicy:
     """When a reply is an answer, how often to ask, and what to send after a reply that is not.

@@ -16,7 +16,7 @@ import hashlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -89,3 +89,19 @@ class CachedJudge(Judge):
                 "INSERT OR REPLACE INTO replies (key, judge, template, reply) VALUES (?, ?, ?, ?)", rows
             )
             self._db.commit()
+
+
+def stored(cache_path: str | Path | None, judge_identity: str, requests: Sequence[JudgeRequest]) -> list[bool]:
+    """Which requests already have a reply in the cache, read-only (the cost guard must not create the file)."""
+    if cache_path is None or not Path(cache_path).is_file():
+        return [False] * len(requests)
+    db = sqlite3.connect(f"file:{Path(cache_path).resolve()}?mode=ro", uri=True, timeout=30)
+    try:
+        return [
+            db.execute("SELECT 1 FROM replies WHERE key = ?", (cache_key(judge_identity, r),)).fetchone() is not None
+            for r in requests
+        ]
+    except sqlite3.OperationalError:  # a cache file without the table yet
+        return [False] * len(requests)
+    finally:
+        db.close()
