@@ -6,3 +6,12 @@ A module here parses a rule's command line and calls library functions of
 validation, the run plan, the tables, claims, plots and the proof of concept).
 Nothing below imports from here.
 """
+
+import logging
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging() -> None:
+    """The entry points' log lines (INFO and above, to stderr: the rule's log file)."""
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)

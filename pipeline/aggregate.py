@@ -57,7 +57,13 @@ def result_rows(
     variant: suite/experiments.py); ``lengths`` holds each result's per-item
     response lengths.
     """
-    scores = load_scores(paths, runs, run_prefix)
+    return score_rows(load_scores(paths, runs, run_prefix), lengths)
+
+
+def score_rows(
+    scores: Sequence[Score], lengths: Mapping[Path, pd.DataFrame] | None = None
+) -> tuple[pd.DataFrame, list[str]]:
+    """:func:`result_rows` of results already read."""
     cells: dict[tuple[str, str, Any], dict[str, Any]] = {}
     for s in scores:
         row = cells.setdefault((s.variant, s.method, s.seed), {"variant": s.variant, "method": s.method})
@@ -200,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     runs = json.loads(args.runs) or None
     scores = load_scores(args.results, runs, args.run_prefix)
     lengths = response_lengths(scores) if args.paper_prefix else {}
-    table, notes = result_rows(args.results, args.run_prefix, runs, lengths)
+    table, notes = score_rows(scores, lengths)
     write_csv(table, args.csv, "%.4f")
     flat = flat_table(table, notes, args.scale, args.title)
     with atomic_path(args.md) as tmp:

@@ -8,9 +8,6 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from evals.budget import (
     CONFIRM_ENV,
@@ -25,13 +22,10 @@ from evals.budget import (
     run_total,
     step_estimate,
 )
-from pipeline.config import validate_config
+from pipeline import setup_logging
+from pipeline.config import load_config
 
 log = logging.getLogger(__name__)
-
-
-def load_config(path: Path) -> dict[str, Any]:
-    return validate_config(yaml.safe_load(path.read_text()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--assets", help="asset files as JSON {name: path}; default: those under --results/data/assets/BENCHMARK/"
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
 
     try:
         if args.step:

@@ -74,6 +74,11 @@ def _message(error: jsonschema.ValidationError) -> str:
     return f"config: {where}: {error.message}"
 
 
+def load_config(path: Path) -> dict[str, Any]:
+    """A config file, validated (the command-line tools' view of ``--configfile``)."""
+    return validate_config(yaml.safe_load(path.read_text()))
+
+
 def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA) -> dict[str, Any]:
     """Validate ``config`` in place (filling defaults) and check cross-references; returns it."""
     refuse_secrets(config)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from evals import benchmark_names, get_benchmark
 from evals.generate import answer_benchmark
+from pipeline import setup_logging
 from suite.generation import RESPONDERS, make_responder, shared_dtype
 from suite.processes import job_processes
 
@@ -33,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--backend", choices=sorted(RESPONDERS), default="hf")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
 
     tasks = [(name, Path(prompts), json.loads(decoding), Path(out)) for name, prompts, decoding, out in args.task]
     for name, *_ in tasks:

@@ -12,6 +12,7 @@ from typing import Any
 
 from accelerate import PartialState
 
+from pipeline import setup_logging
 from suite.io import read_json, read_jsonl, write_json, write_jsonl
 from suite.onpolicy import TIE_RULE, Scorer, binarize, load_prompts, reward_summary, sample, score_samples
 from suite.processes import job_processes
@@ -140,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bi.set_defaults(func=_cmd_binarize)
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     return args.func(args) or 0
 
 

@@ -39,7 +39,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.config import validate_config
+from pipeline.config import load_config
 from suite.experiments import runs
 
 PEAK_TFLOPS = {"h100": 989.0, "h200": 989.0, "a100": 312.0}  # dense bf16, per GPU (vendor figures)
@@ -478,7 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--step-time", action="append", default=[], metavar="RULE=SECONDS",
                         help="a measured optimizer-step time of a training rule")  # fmt: skip
     args = parser.parse_args(argv)
-    config = validate_config(yaml.safe_load(args.config.read_text()))
+    config = load_config(args.config)
     profile = yaml.safe_load(args.profile.read_text())
     hardware = Hardware(args.nodes, args.gpus_per_node, PEAK_TFLOPS[args.gpu], args.utilisation)
     step_times = {}

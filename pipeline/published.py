@@ -11,7 +11,7 @@ ours can therefore always say where it came from.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +113,7 @@ def _check_source(path: Path, name: str, entry: Mapping[str, Any]) -> None:
         _require(entry, ("repository",), where)
 
 
-def _source_of(path: Path, entry: Mapping[str, Any], where: str, sources: Mapping[str, Any]) -> str:
+def _source_of(entry: Mapping[str, Any], where: str, sources: Mapping[str, Any]) -> str:
     _require(entry, ("source",), where)
     if entry["source"] not in sources:
         raise PublishedError(
@@ -122,17 +122,18 @@ def _source_of(path: Path, entry: Mapping[str, Any], where: str, sources: Mappin
     return str(entry["source"])
 
 
-def _result(path: Path, number: int, entry: Mapping[str, Any], data: Mapping[str, Any]) -> PublishedResult:
+def _result(
+    path: Path, number: int, entry: Mapping[str, Any], data: Mapping[str, Any], metrics: set[str]
+) -> PublishedResult:
     where = f"{path}: results[{number}]"
     _require(entry, ("setting", "method"), where)
     where += f" ({entry['setting']}/{entry['method']})"
-    source = _source_of(path, entry, where, data["sources"])
+    source = _source_of(entry, where, data["sources"])
     _require(entry, ("model", "base_model", "values"), where)
     if entry["setting"] not in data["settings"]:
         raise PublishedError(f"{where}: field 'setting': unknown setting; defined: {', '.join(data['settings'])}")
-    valid = _metric_keys()
     for key, value in entry["values"].items():
-        if key not in valid:
+        if key not in metrics:
             raise PublishedError(f"{where}: field 'values/{key}': not a <benchmark>/<result key> of the benchmarks")
         if not isinstance(value, int | float) or isinstance(value, bool):
             raise PublishedError(f"{where}: field 'values/{key}': {value!r} is not a number")
@@ -145,15 +146,14 @@ def _claim(path: Path, number: int, entry: Mapping[str, Any], sources: Mapping[s
     where = f"{path}: claims[{number}]"
     _require(entry, ("id", "text", "kind", "benchmark"), where)
     where += f" ({entry['id']})"
-    source = _source_of(path, entry, where, sources)
+    source = _source_of(entry, where, sources)
     if entry["kind"] not in CLAIM_KINDS:
         raise PublishedError(f"{where}: field 'kind': {entry['kind']!r} is not one of {', '.join(CLAIM_KINDS)}")
     _require(entry, CLAIM_KINDS[entry["kind"]], where)
     benchmark = str(entry["benchmark"]).removeprefix(LENGTH)
     if benchmark not in benchmark_names() and benchmark != SQUEEZING:
         raise PublishedError(f"{where}: field 'benchmark': unknown benchmark {entry['benchmark']!r}")
-    known = {"id", "source", "text", "kind", "benchmark", "experiment", "value", "margin", "direction", "bound"}
-    unknown = sorted(set(entry) - known)
+    unknown = sorted(set(entry) - {f.name for f in fields(Claim)})
     if unknown:
         raise PublishedError(f"{where}: unknown field {unknown[0]!r}")
     return Claim(**{**entry, "source": source})
@@ -171,7 +171,8 @@ def load_published(path: str | Path) -> Published:
         _require(entry, ("label", "model"), f"{path}: settings/{name}")
     for name, entry in data["sources"].items():
         _check_source(path, name, entry)
-    results = [_result(path, i, entry, data) for i, entry in enumerate(data.get("results") or [])]
+    metrics = _metric_keys()
+    results = [_result(path, i, entry, data, metrics) for i, entry in enumerate(data.get("results") or [])]
     seen: set[tuple[str, str]] = set()
     for number, result in enumerate(results):
         if (result.setting, result.method) in seen:
@@ -181,7 +182,7 @@ def load_published(path: str | Path) -> Published:
     for number, entry in enumerate(unavailable):
         where = f"{path}: unavailable[{number}]"
         _require(entry, ("method", "reason"), where)
-        _source_of(path, entry, where, data["sources"])
+        _source_of(entry, where, data["sources"])
         unknown = sorted(set(entry.get("benchmarks") or []) - set(benchmark_names()))
         if unknown:
             raise PublishedError(f"{where}: field 'benchmarks': unknown benchmark {unknown[0]!r}")

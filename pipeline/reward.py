@@ -8,6 +8,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline import setup_logging
 from suite.io import read_jsonl, write_json, write_jsonl
 from suite.models import fetch_checkpoint
 from suite.reward import DTYPES, load_reward_model, train_reward_model, write_reward_pointer
@@ -77,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ptr.set_defaults(func=_cmd_pointer)
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     args.func(args)
 
 

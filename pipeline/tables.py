@@ -28,7 +28,7 @@ from __future__ import annotations
 import html
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,7 +160,6 @@ LATEX_CHARS = {
     "≤": "$\\leq$",
     "√": "$\\surd$",
     "²": "$^2$",
-    "<br>": " ",
 }
 
 
@@ -258,10 +257,10 @@ def ordered(names: Sequence[str], first: Sequence[str]) -> list[str]:
     return [n for n in first if n in names] + [n for n in names if n not in first]
 
 
-def row_methods(scores: Sequence[Score], treatment: str) -> list[str]:
-    """Methods in the order they were configured, the paper's own method last (as in its Table 1)."""
-    methods = list(dict.fromkeys(s.method for s in scores))
-    return [m for m in methods if m != treatment] + [m for m in methods if m == treatment]
+def row_methods(methods: Iterable[str], treatment: str) -> list[str]:
+    """Methods in the order they were configured (first seen), the paper's own method last (as in its Table 1)."""
+    seen = list(dict.fromkeys(methods))
+    return [m for m in seen if m != treatment] + [m for m in seen if m == treatment]
 
 
 # --------------------------------------------------------------------------- Table 1
@@ -331,11 +330,9 @@ def table_one(
     variants = ordered(list(dict.fromkeys(s.variant for s in scores)), list(published.settings))
     benchmarks = list(dict.fromkeys(s.benchmark for s in scores))
     columns = [(b, key, label) for b in benchmarks for key, label in get_benchmark(b).COLUMNS.items()]
-    by_cell: dict[tuple[str, str, str], list[Score]] = defaultdict(list)
-    for s in scores:
-        by_cell[(s.variant, s.method, s.benchmark)].append(s)
+    by_cell = grouped(scores)
     rows, tidy = [], []
-    for method in row_methods(scores, treatment):
+    for method in row_methods((s.method for s in scores), treatment):
         row = [method_label(method)]
         for variant in variants:
             for benchmark, key, label in columns:
@@ -528,12 +525,16 @@ def comparisons(
     """Every method minus ``control`` per setting: each benchmark's paired metric, response length, squeezing."""
     by = grouped(scores)
     rows = []
+    control_items: dict[tuple[str, str], list[pd.Series] | None] = {}  # read once, compared with every method
     for (variant, method, benchmark), runs in by.items():
         base = by.get((variant, control, benchmark))
         if method == control or not base:
             continue
         row = {"setting": variant, "method": method, "control": control, "seeds": len(runs), "control_seeds": len(base)}
-        outcomes, control_outcomes = item_outcomes(runs), item_outcomes(base)
+        outcomes = item_outcomes(runs)
+        if (variant, benchmark) not in control_items:
+            control_items[(variant, benchmark)] = item_outcomes(base)
+        control_outcomes = control_items[(variant, benchmark)]
         if outcomes and control_outcomes:
             key = paired_key(benchmark)
             label = get_benchmark(benchmark).COLUMNS[key]
@@ -557,11 +558,15 @@ def squeezing_rows(
     for (variant, method, _), runs in by.items():
         models.setdefault((variant, method), runs)
     rows = []
+    control_outcomes: dict[str, list[pd.Series] | None] = {}  # read once, compared with every method
     for (variant, method), runs in models.items():
         base = models.get((variant, control))
         if method == control or base is None:
             continue
-        mine, theirs = squeezing_outcomes(runs), squeezing_outcomes(base)
+        mine = squeezing_outcomes(runs)
+        if variant not in control_outcomes:
+            control_outcomes[variant] = squeezing_outcomes(base)
+        theirs = control_outcomes[variant]
         if mine and theirs:
             rows.append({"setting": variant, "method": method, "control": control, "seeds": len(mine),
                          "control_seeds": len(theirs), "benchmark": SQUEEZING, "metric": "top_prob",
@@ -578,7 +583,7 @@ def against_control_table(
     benchmarks = list(dict.fromkeys(scored["benchmark"]))
     labels = [scored[scored["benchmark"] == b]["label"].iloc[0] for b in benchmarks]
     rows = []
-    for method in row_methods_from(scored, treatment):
+    for method in row_methods(scored["method"], treatment):
         row = [f"{method_label(method)} − {method_label(control)}"]
         for variant in variants:
             for benchmark in benchmarks:
@@ -595,11 +600,6 @@ def against_control_table(
         groups=[(published.label(v), len(benchmarks)) for v in variants],
         label="vs_dpo",
     )
-
-
-def row_methods_from(compared: pd.DataFrame, treatment: str) -> list[str]:
-    methods = list(dict.fromkeys(compared["method"]))
-    return [m for m in methods if m != treatment] + [m for m in methods if m == treatment]
 
 
 def _interval(row: Mapping[str, Any]) -> Interval:

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from baselines.tis_dpo.weights import compute_tis_weights, summary
+from pipeline import setup_logging
 from suite.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--params", default="{}", help="JSON: TIS-DPO's hyperparameters (transform, low, high, clip)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     artifact = compute_tis_weights(
         args.dpo, args.reverse, args.data, json.loads(args.training), json.loads(args.params)
     )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline import setup_logging
 from suite.io import write_json
 from suite.train import run_training
 
@@ -26,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--swap-pairs", action="store_true", help="swap chosen and rejected (reverse DPO)")
     parser.add_argument("--artifact", type=Path, help="the method's precomputed artifact (e.g. TIS-DPO's weights)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     history = run_training(
         args.method,
         json.loads(args.params),

@@ -7,6 +7,7 @@
 import os
 
 from pipeline.published import load_published
+from suite.io import read_json
 
 # Checked at start: a published number without a source (or with an unknown one) stops the run here.
 PUBLISHED = load_published(config["tables"]["published"])
@@ -57,6 +58,11 @@ def experiment_manifests(wildcards):
     return [p for p in paths if os.path.exists(p) or any(rule.is_producer(p) for rule in workflow.rules)]
 
 
+def run_prefix_flag(experiment):
+    """What an experiment's run names add to the variant's (suite/experiments.py), dropped in its table."""
+    return "" if experiment == MAIN else f"--run-prefix {experiment}-"
+
+
 def runs_json(experiment):
     """Each run's variant and seed, for the tables (run names are not parsed)."""
     return as_json({run: {"variant": RUNS[run].variant, "seed": RUNS[run].seed} for run in experiment_runs(experiment)})
@@ -90,7 +96,7 @@ def items_scored(results):
     for path in results:
         if path.endswith(".annotations.json"):
             continue
-        result = json.load(open(path))
+        result = read_json(path)
         name, n = os.path.basename(path)[: -len(".json")], result.get("n")
         expected = result.get("n_expected", n)
         counts.setdefault(name, set()).add(f"{n}/{expected}")
@@ -157,11 +163,6 @@ rule aggregate:
         "--html {output.html} --paper-prefix results/tables/{wildcards.experiment} --published {input.published} "
         "--manifests {input.manifests} --models {params.models:q} --bootstrap {params.bootstrap:q} "
         "--control {params.control} --treatment {params.treatment} > {log} 2>&1"
-
-
-def run_prefix_flag(experiment):
-    """What an experiment's run names add to the variant's (suite/experiments.py), dropped in its table."""
-    return "" if experiment == MAIN else f"--run-prefix {experiment}-"
 
 
 rule plots:

@@ -113,29 +113,30 @@ def train_inputs(wildcards):
 PYTHON = "python -m pipeline.preload" if config["compute"]["preload"] else "python"
 
 
-def launch_processes(resources):
-    """One generation process per GPU the job holds (`accelerate launch` with the plain DDP config: no FSDP, whose
-    RAM-efficient loading would leave the weights on rank 0 only); `python` for one."""
-    processes = max(1, int(resources.get("gpu", 0) or 0))
-    if processes == 1:
-        return PYTHON
-    return f"accelerate launch --config_file workflow/accelerate/ddp.yaml --num_processes {processes} --mixed_precision no"
-
-
-def launch(resources, training):
-    """`accelerate launch` with the workflow's accelerate config and one process per GPU the job holds.
-
-    A one-process job runs under plain `python`: the launcher would only add a second
-    interpreter start (about 3 s a job, 40+ jobs in the CPU run). Mixed precision comes
-    from the training block, never from the accelerate config (whose value would
-    otherwise autocast a run whose reference log-probs were computed without it).
-    """
+def accelerate_launch(resources, config_file, mixed_precision):
+    """`accelerate launch` with one process per GPU the job holds; a one-process job runs under plain `python`
+    (PYTHON): the launcher would only add a second interpreter start (about 3 s a job, 40+ jobs in the CPU run)."""
     processes = max(1, int(resources.get("gpu", 0) or 0))
     if processes == 1:
         return PYTHON
     return (
-        f"accelerate launch --config_file {config['compute']['accelerate_config']} --num_processes {processes} "
-        f"--mixed_precision {'bf16' if training.get('bf16') else 'no'}"
+        f"accelerate launch --config_file {config_file} --num_processes {processes} "
+        f"--mixed_precision {mixed_precision}"
+    )
+
+
+def launch_processes(resources):
+    """One generation process per GPU the job holds (`accelerate launch` with the plain DDP config: no FSDP, whose
+    RAM-efficient loading would leave the weights on rank 0 only)."""
+    return accelerate_launch(resources, "workflow/accelerate/ddp.yaml", "no")
+
+
+def launch(resources, training):
+    """A training job: the workflow's accelerate config. Mixed precision comes from the training block, never
+    from the accelerate config (whose value would otherwise autocast a run whose reference log-probs were
+    computed without it)."""
+    return accelerate_launch(
+        resources, config["compute"]["accelerate_config"], "bf16" if training.get("bf16") else "no"
     )
 
 
