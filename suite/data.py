@@ -92,7 +92,6 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 HH_MARKER = re.compile(r"(?:^|\n\n)(Human|Assistant):[ \t]*")
 HH_ROLES = {"Human": "user", "Assistant": "assistant"}
 MERGED_TURNS = "HH: two turns of one role in a row, joined into one turn"
-READERS = (".jsonl", ".json")
 EXAMPLES = 5  # invalid records quoted by name in the manifest
 ON_INVALID = ("error", "skip")
 

@@ -226,19 +226,6 @@ def shared_dtype(decodings: Sequence[Mapping[str, Any]]) -> str | None:
     return dtypes.pop()
 
 
-def generate_multi_turn(
-    model_dir: str | Path,
-    turns: Sequence[Sequence[str]],
-    decodings: Sequence[Mapping[str, Any]],
-    batch_size: int,
-    seed: int,
-    backend: str = "hf",
-) -> list[list[str]]:
-    """One answer per user turn of every prompt; ``decodings`` holds each prompt's settings (as above)."""
-    respond = make_responder(model_dir, shared_dtype(decodings), batch_size, seed, backend)
-    return converse(respond, turns, decodings)
-
-
 def generate_responses(
     model_dir: str | Path,
     conversations: Sequence[Conversation],

@@ -15,8 +15,8 @@ subcommand and a workflow rule (workflow/rules/onpolicy.smk):
   over the shard's prompts with its own seed (:func:`sample_seed`), as
   SimPO's five seeded decoding runs are (vLLM seeds each request, so a prompt
   repeated within one pass would get the same answer every time). Passes go
-  through :func:`evals.generate.generate_responses`; with the ``vllm``
-  backend each runs in a child process (:func:`generate_isolated`).
+  through :func:`suite.generation.generate_responses`; with the ``vllm``
+  backend each runs in a child process (:func:`suite.generation.generate_isolated`).
 * ``score``: the reward of every non-empty response, sharded the same way
   (keyed by the reward model), so a resumed job loads the reward model only
   if some shard is missing.
@@ -85,7 +85,7 @@ def run_shards(
     """Run ``work`` on every unit whose shard file is missing; reuse the others. Returns (records, counts).
 
     In a job of several processes every process runs ``work`` (which shares the unit out, see
-    :mod:`evals.generate`) and gets the whole result; only the main process writes.
+    :mod:`suite.generation`) and gets the whole result; only the main process writes.
     """
     main = PartialState().is_main_process
     shard_dir.mkdir(parents=True, exist_ok=True)
@@ -309,6 +309,3 @@ def reward_summary(pairs: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     chosen = sum(p["score_chosen"] for p in pairs) / n
     rejected = sum(p["score_rejected"] for p in pairs) / n
     return {"mean_chosen": chosen, "mean_rejected": rejected, "mean_margin": chosen - rejected}
-
-
-# --------------------------------------------------------------------------- CLI

@@ -262,14 +262,13 @@ def train_reward_model(
         run_provenance,
         save_trained,
         trainer_fields,
-        training_provenance,
     )
 
     init_processes(training)
     provenance = run_provenance(
         "reward model",
         ["suite.reward"],
-        training=training_provenance(training),
+        training,
         held_out=held_out,
         base=identity(base_dir),
         data=identity(data),
@@ -319,6 +318,3 @@ def train_reward_model(
             load_reward_model(out, dtype=training.get("dtype", "float32")), held_records, batch
         )
     return history, report
-
-
-# --------------------------------------------------------------------------- CLI

@@ -18,20 +18,13 @@ from suite.trainer_utils import (
     run_provenance,
     save_trained,
     trainer_fields,
-    training_provenance,
 )
 
 
 def run_sft(model_dir: Path, data: Path, training: dict, checkpoints: Path, out: Path) -> list[dict]:
     """Fine-tune on chat transcripts; returns the log history."""
     init_processes(training)
-    provenance = run_provenance(
-        "sft",
-        ["suite.sft"],
-        training=training_provenance(training),
-        model=identity(model_dir),
-        data=identity(data),
-    )
+    provenance = run_provenance("sft", ["suite.sft"], training, model=identity(model_dir), data=identity(data))
     tokenizer = load_tokenizer(model_dir)
     model = load_model(model_dir, training.get("dtype", "float32"))
     records = [{"messages": record["messages"]} for record in read_jsonl(data)]

@@ -15,7 +15,6 @@ from suite.engine import (
     PreferenceDataset,
     PreferenceTrainer,
     tokenisation_report,
-    tokenization_fingerprint,
 )
 from suite.io import read_jsonl
 from suite.methods import get_method
@@ -31,7 +30,6 @@ from suite.trainer_utils import (
     run_provenance,
     save_trained,
     trainer_fields,
-    training_provenance,
 )
 
 
@@ -56,31 +54,32 @@ def run_training(
     init_processes(training)
     method = get_method(method_name)
     params = method.resolve_params(method_params)
+    tokenizer = load_tokenizer(model_dir)
+    # The model's and the data's identities and the tokenisation, hashed once: this run's and its reference's.
+    inputs = reference_provenance(model_dir, data, tokenizer, training)
     provenance = run_provenance(
         "preference training",
         [*project_modules("aao", "baselines"), "suite.engine"],
+        training,
         method=method_name,
         params=params,
         swap_pairs=swap_pairs,
-        training=training_provenance(training),
-        model=identity(model_dir),
-        data=identity(data),
+        model=inputs["model"],
+        data=inputs["data"],
         reference=identity(reference) if reference is not None else None,
         artifact=identity(artifact) if artifact is not None else None,
     )
-    tokenizer = load_tokenizer(model_dir)
     dtype = training.get("dtype", "float32")
-    fingerprint = tokenization_fingerprint(tokenizer, training["max_length"], training["max_prompt_length"])
     stored = None
     if method.reference == "precomputed":
         if reference is None:
             raise ValueError(f"method {method_name!r} needs precomputed reference log-probs (--reference)")
-        stored = load_reference(reference, reference_provenance(model_dir, data, tokenizer, training))
+        stored = load_reference(reference, inputs)
     if (artifact is None) != (method.artifact is None):
         need = f"its {method.artifact} artifact (--artifact)" if method.artifact else "no artifact"
         raise ValueError(f"method {method_name!r} needs {need}")
-    if artifact is not None:
-        params["artifact"] = load_artifact(artifact, method.artifact, fingerprint)
+    if artifact is not None:  # a new dict: the provenance keeps the parameters, not the artifact's values
+        params = {**params, "artifact": load_artifact(artifact, method.artifact, inputs["tokenisation"])}
     records, diagnostics = squeezing_setup(read_jsonl(data), tokenizer, training)
     if swap_pairs:
         records = [{**r, "chosen": r["rejected"], "rejected": r["chosen"]} for r in records]

@@ -117,16 +117,15 @@ def init_processes(training: Mapping[str, Any]) -> PartialState:
     return job_processes(cuda=bool(training.get("cuda", False)))
 
 
-def training_provenance(training: Mapping[str, Any]) -> dict[str, Any]:
-    """The training block as far as it determines the trained model."""
-    return {key: value for key, value in training.items() if key not in NOT_PROVENANCE}
-
-
-def run_provenance(stage: str, code_modules: Iterable[str], **parts: Any) -> dict[str, Any]:
-    """What determines one training job's result: its stage, ``parts`` (inputs' identities, parameters ...),
-    the number of processes (it sets the global batch and the data order), code and library versions."""
+def run_provenance(
+    stage: str, code_modules: Iterable[str], training: Mapping[str, Any], **parts: Any
+) -> dict[str, Any]:
+    """What determines one training job's result: its stage, the training block (less :data:`NOT_PROVENANCE`),
+    ``parts`` (inputs' identities, parameters ...), the number of processes (it sets the global batch and the data
+    order), code and library versions."""
     return {
         "stage": stage,
+        "training": {key: value for key, value in training.items() if key not in NOT_PROVENANCE},
         **parts,
         "processes": PartialState().num_processes,
         "code": code_version(code_modules),

@@ -57,7 +57,7 @@ from suite.io import atomic_dir, atomic_path, read_jsonl
 from suite.models import load_model, load_tokenizer, resolve
 from suite.provenance import identity, write_stamp
 from suite.reward import load_reward_model, reward_source
-from suite.trainer_utils import init_processes, project_modules, run_directory, run_provenance, training_provenance
+from suite.trainer_utils import init_processes, project_modules, run_directory, run_provenance
 
 log = logging.getLogger(__name__)
 STATE = "state.pt"
@@ -164,10 +164,11 @@ def pack(prompts: Sequence[list[int]], responses: Sequence[list[int]], pad_token
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
-def _trim(inputs: Mapping[str, Tensor], idx: Tensor) -> tuple[dict[str, Tensor], int]:
+def _trim(inputs: Mapping[str, Tensor], idx: Tensor) -> dict[str, Tensor]:
+    """Rows ``idx`` of the packed inputs, cut to their longest sequence (no forward over all-padding columns)."""
     sub = {key: value[idx] for key, value in inputs.items()}
     width = int(sub["attention_mask"].sum(1).max())
-    return {key: value[:, :width] for key, value in sub.items()}, width
+    return {key: value[:, :width] for key, value in sub.items()}
 
 
 def _pad_to(x: Tensor, width: int) -> Tensor:
@@ -176,14 +177,13 @@ def _pad_to(x: Tensor, width: int) -> Tensor:
 
 def response_logps(model: nn.Module, inputs: Mapping[str, Tensor], idx: Tensor, width: int) -> tuple[Tensor, Tensor]:
     """Log-probs of the response tokens of rows ``idx`` and their mask, (len(idx), width) at the shifted positions."""
-    sub, _ = _trim(inputs, idx)
-    out = forward_outputs(model, sub)
+    out = forward_outputs(model, _trim(inputs, idx))
     return _pad_to(out.logps, width), _pad_to(out.mask, width)
 
 
 def state_values(critic: nn.Module, inputs: Mapping[str, Tensor], idx: Tensor, width: int) -> Tensor:
     """V of the state before each token (the value at the predicting position), aligned like :func:`response_logps`."""
-    sub, _ = _trim(inputs, idx)
+    sub = _trim(inputs, idx)
     values = critic(sub["input_ids"], sub["attention_mask"])[:, :-1]
     return _pad_to(values, width)
 
@@ -428,8 +428,8 @@ def run_rto(
     provenance = run_provenance(
         "rto",
         [*project_modules("baselines"), "baselines.rto.trainer", "suite.engine"],
+        training,
         params=METHOD.resolve_params(params),
-        training=training_provenance(training),
         model=identity(model_dir),
         dpo=identity(dpo_dir),
         reward=identity(reward_dir),

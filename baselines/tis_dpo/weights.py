@@ -24,6 +24,7 @@ from baselines.tis_dpo import METHOD, WEIGHT_PARAMS, token_weights
 from suite.engine import PreferenceDataset, precision, tokenization_fingerprint
 from suite.io import read_jsonl
 from suite.models import load_model, load_tokenizer
+from suite.processes import job_processes
 from suite.reference import reference_logps
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ def compute_tis_weights(
     dpo_dir: Path, reverse_dir: Path, data: Path, training: Mapping[str, Any], params: Mapping[str, Any]
 ) -> dict[str, Any]:
     """The artifact (see the module docstring) for ``data`` under the two models."""
-    params = {**METHOD.defaults, **params}
+    params = METHOD.resolve_params(params)
     tokenizer = load_tokenizer(dpo_dir)
     fingerprint = tokenization_fingerprint(tokenizer, training["max_length"], training["max_prompt_length"])
     reverse_fingerprint = tokenization_fingerprint(
@@ -46,7 +47,7 @@ def compute_tis_weights(
     batch_size = int(training.get("reference_batch_size", 8))
     logps = {}
     for name, model_dir in (("dpo", dpo_dir), ("reverse", reverse_dir)):
-        model = load_model(model_dir, training.get("dtype", "float32"))  # where suite.reference puts it
+        model = load_model(model_dir, training.get("dtype", "float32")).to(job_processes().device)  # as suite.reference
         logps[name] = {
             key: {side: value.float().cpu() for side, value in sides.items()}
             for key, sides in reference_logps(
