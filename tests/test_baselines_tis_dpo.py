@@ -3,6 +3,7 @@ and the whole chain on a tiny model: DPO, reverse DPO (swapped pairs), weights a
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -18,7 +19,9 @@ from suite.engine import PreferenceBatch, tokenization_fingerprint, tokenize_pai
 from suite.io import read_jsonl, write_jsonl
 from suite.methods import get_method
 from suite.models import build_tiny_model, load_model, load_tokenizer, save_model, train_tokenizer
+from suite.provenance import identity
 from suite.train import load_artifact, run_training
+from suite.trainer_utils import RUN_PROVENANCE
 from tests.conftest import TINY_SIZE
 from tests.toy_preferences import TRAINING as TOY_TRAINING
 from tests.toy_preferences import prepare_toy_run, toy_pairs
@@ -243,6 +246,11 @@ def test_tis_dpo_trains_from_the_weights_artifact(chain):
     )  # fmt: skip
     losses = [h["loss"] for h in history if "loss" in h]
     assert len(losses) == TRAINING["max_steps"]
+    # the run is identified by the artifact's file hash, never by its values (they once leaked into params)
+    (run,) = (root / "checkpoints" / "tis_dpo").glob("run-*")
+    provenance = json.loads((run / RUN_PROVENANCE).read_text())
+    assert provenance["params"] == {**get_method("tis_dpo").defaults, "beta": 0.1, "transform": "rank"}
+    assert provenance["artifact"] == identity(out)
     assert all(math.isfinite(x) for x in losses), losses
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
     logged = [h for h in history if "weights/chosen_mean" in h]
